@@ -1,0 +1,203 @@
+"""The engine's public API: fill one or more holes in a text with the shipped model.
+
+    eng = Engine()                                   # default model, ONNX Runtime
+    for d in eng.stream("def add(a, b):\\n", "\\n"):  # a draft per denoising step
+        print(d.step, d.texts[0])
+    eng.infill(prefix, suffix, budget_ms=250).text
+
+A request is a document cut into ``pieces`` around ``holes``: the text is
+``pieces[0] + hole_0 + pieces[1] + hole_1 + ... + pieces[-1]``. The context the model sees
+is the text around the holes, truncated to the model's window (prefix side cut on the
+left, suffix side cut on the right); each hole gets a number of slots (its *bucket*: the
+longest answer it can hold). The context is encoded once (cached for identical
+contexts), then :func:`unmask.engine.sampler.denoise` runs the steps under the deadline.
+
+It knows tokens, the model window and buckets; it knows nothing about editors, LSP or
+syntax (callers choose the bucket: a line or a block).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .runtime import Backend, ModelInfo, load_backend
+from .sampler import denoise, span_tokens
+from .tokenizer import Tokenizer
+
+LINE_BUCKET = 32  # a rest-of-line / single-line completion
+BLOCK_BUCKET = 64  # a multi-line completion
+
+
+@dataclass
+class InfillDraft:
+    step: int
+    texts: list[str]  # one per hole
+    confidence: list[float]  # per hole: mean token confidence (eos included)
+    min_confidence: list[float]  # per hole: the weakest token
+    ms: float  # since the request started (tokenize + encode + steps)
+    encode_ms: float
+    done: bool
+
+    @property
+    def text(self) -> str:
+        return self.texts[0]
+
+
+@dataclass
+class Prepared:
+    ctx_ids: np.ndarray  # (C,)
+    ctx_pos: np.ndarray  # (C,)
+    slot_pos: np.ndarray  # (S,)
+    span_of: np.ndarray  # (S,)
+    buckets: list[int]
+    key: tuple = field(default=(), repr=False)
+
+
+class Engine:
+    """Loads a model once; thread-compatible (one request at a time per Engine)."""
+
+    def __init__(self, backend: dict | None = None, cache_size: int = 8):
+        self.backend: Backend
+        self.backend, self.info = load_backend(backend)
+        self.meta = self.info.meta
+        self.tok = Tokenizer.from_file(self.info.file("tokenizer.json"))
+        want = self.meta.get("specials", {})
+        if want and want != self.tok.specials.as_dict():
+            from .runtime import ModelError
+
+            raise ModelError(f"tokenizer special ids {self.tok.specials.as_dict()} differ from model.json {want}")
+        self.window = int(self.meta.get("window", 384))
+        self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
+        self._cache: OrderedDict[tuple, object] = OrderedDict()
+        self._cache_size = cache_size
+
+    @classmethod
+    def from_info(cls, info: ModelInfo, kind: str = "onnx") -> Engine:
+        return cls({"type": kind, "path": str(info.path)})
+
+    # -- context packing -------------------------------------------------------------------
+    def prepare(self, pieces: list[str], buckets: list[int]) -> Prepared:
+        """Tokenize pieces, fit them with the holes' slots into the window, assign positions."""
+        assert len(pieces) == len(buckets) + 1, "pieces must surround the holes"
+        sp = self.tok.specials
+        room = self.window - 1 - sum(buckets)
+        if room < 8:
+            raise ValueError(f"holes need {sum(buckets)} slots; the window is {self.window}")
+        # only tokenize what can fit: a generous character cap per side
+        cap = room * 8
+        first = pieces[0][-cap:] if len(pieces[0]) > cap else pieces[0]
+        last = pieces[-1][:cap]
+        texts = [first, *pieces[1:-1], last] if len(pieces) > 1 else [first]
+        toks = self.tok.encode_batch(texts)
+        if len(pieces[0]) > cap and toks[0]:
+            toks[0] = toks[0][1:]  # first token may be cut mid-way
+        inner = sum(len(t) for t in toks[1:-1])
+        if inner > room:  # inner pieces too long: keep each one's edges
+            raise ValueError("holes are too far apart for the model window")
+        side = room - inner
+        n_pre, n_suf = len(toks[0]), len(toks[-1]) if len(toks) > 1 else 0
+        keep_suf = min(n_suf, max(side // 3, side - n_pre))
+        keep_pre = min(n_pre, side - keep_suf)
+        toks[0] = toks[0][n_pre - keep_pre :]
+        if len(toks) > 1:
+            toks[-1] = toks[-1][:keep_suf]
+        ctx_ids, ctx_pos, slot_pos, span_of = [sp.file], [0], [], []
+        p = 1
+        for i, t in enumerate(toks):
+            ctx_ids += t
+            ctx_pos += range(p, p + len(t))
+            p += len(t)
+            if i < len(buckets):
+                slot_pos += range(p, p + buckets[i])
+                span_of += [i] * buckets[i]
+                p += buckets[i]
+        return Prepared(
+            np.array(ctx_ids, np.int64),
+            np.array(ctx_pos, np.int64),
+            np.array(slot_pos, np.int64),
+            np.array(span_of, np.int64),
+            list(buckets),
+            (tuple(ctx_ids), tuple(ctx_pos)),
+        )
+
+    def _encode(self, prep: Prepared):
+        kv = self._cache.get(prep.key)
+        if kv is None:
+            kv = self.backend.encode(prep.ctx_ids, prep.ctx_pos)
+            self._cache[prep.key] = kv
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(prep.key)
+        return kv
+
+    # -- decoding --------------------------------------------------------------------------
+    def stream_holes(
+        self,
+        pieces: list[str],
+        buckets: list[int] | None = None,
+        *,
+        budget_ms: float | None = None,
+        steps: int = 32,
+        threshold: float = 0.9,
+        remask: float = 0.0,
+        oracle_lengths: list[int] | None = None,
+    ) -> Iterator[InfillDraft]:
+        """Yield a draft per step for every hole of ``pieces`` (see module docstring).
+
+        oracle_lengths: exact token counts of the answers (evaluation with given length):
+        each hole gets exactly that many slots and no end-of-span.
+        """
+        t0 = time.perf_counter()
+        n = len(pieces) - 1
+        if oracle_lengths is not None:
+            buckets = [max(1, int(x)) for x in oracle_lengths]
+        buckets = buckets or [LINE_BUCKET] * n
+        prep = self.prepare(pieces, buckets)
+        kv = self._encode(prep)
+        t_enc = time.perf_counter()
+        sp = self.tok.specials
+        deadline = t0 + budget_ms / 1000 if budget_ms else None
+
+        def call(slots: np.ndarray) -> np.ndarray:
+            return self.backend.step(slots[None], prep.slot_pos[None], kv)[0]
+
+        min_len = np.array(buckets) if oracle_lengths is not None else None
+        for d in denoise(
+            call,
+            prep.span_of,
+            sp.mask,
+            sp.eos,
+            threshold=threshold,
+            max_steps=steps,
+            deadline=deadline,
+            remask=remask,
+            min_len=min_len,
+            forbid=[sp.pad, sp.file, sp.sep, sp.edit],
+        ):
+            texts, confs, mins = [], [], []
+            for h in range(n):
+                ids = span_tokens(d.tokens, prep.span_of, h, sp.eos)
+                texts.append(self.tok.decode(ids))
+                c = d.confidence[prep.span_of == h][: len(ids) + 1]
+                confs.append(float(c.mean()) if len(c) else 1.0)
+                mins.append(float(c.min()) if len(c) else 1.0)
+            yield InfillDraft(
+                d.step, texts, confs, mins, (time.perf_counter() - t0) * 1000, (t_enc - t0) * 1000, d.done
+            )
+
+    def stream(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> Iterator[InfillDraft]:
+        oracle = kw.pop("oracle_length", None)
+        return self.stream_holes([prefix, suffix], [bucket], oracle_lengths=[oracle] if oracle else None, **kw)
+
+    def infill(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> InfillDraft:
+        drafts = list(self.stream(prefix, suffix, bucket, **kw))
+        return drafts[-1]
+
+    def warmup(self) -> None:
+        self.infill("def f(x):\n    return", "\n", steps=2)

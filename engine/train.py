@@ -1,0 +1,262 @@
+"""Train the denoiser: one flat script, resumable, CPU or CUDA.
+
+    python -m unmask.engine.train --out runs/base --minutes 120
+
+Builds the corpus (:mod:`unmask.engine.corpus`) and tokenizer on first use, then trains
+with the masked-diffusion span-infilling objective of :mod:`unmask.engine.data`. Every
+``--ckpt-minutes`` it writes ``ckpt.pt`` (weights, EMA weights, optimizer, counters) and
+``weights.pt`` (EMA weights only, what export reads) and appends to ``log.jsonl``. Run the
+same command again and it resumes from ``ckpt.pt``.
+
+Schedule: linear warm-up, then a constant learning rate; the exported model is an
+exponential moving average of the weights, which gives most of the benefit of a decay
+phase while keeping training open-ended across sessions.
+
+Counts both tokens through the model and *supervised* tokens (positions carrying loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import corpus as corpus_mod
+from . import data as data_mod
+from .model import Denoiser, ModelConfig
+from .tokenizer import Tokenizer
+from .tokenizer import train as train_tokenizer
+
+
+def ensure_corpus_and_tokenizer(corpus: Path, tok_path: Path, eval_dir: Path, vocab: int) -> list[str]:
+    if not corpus.exists():
+        print(f"building corpus -> {corpus}")
+        print(corpus_mod.build(corpus, eval_dir, corpus_mod.default_roots()))
+    docs = [d["text"] for d in corpus_mod.load(corpus)]
+    if not tok_path.exists():
+        print(f"training tokenizer -> {tok_path}")
+        rng = random.Random(0)
+        train_tokenizer(iter([d for d in docs if rng.random() < 0.25]), vocab, tok_path)
+    return docs
+
+
+def to_torch(b: dict[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in b.items()}
+
+
+def loss_fn(model: Denoiser, b: dict[str, torch.Tensor], amp_dtype) -> tuple[torch.Tensor, int]:
+    with torch.autocast(device_type=b["ids"].device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        h = model(b["ids"], b["pos"], b["is_ctx"], b["valid"])
+        sel = b["target"] >= 0
+        logits = model.logits(h[sel]).float()
+    ce = F.cross_entropy(logits, b["target"][sel], reduction="none")
+    loss = (ce * b["weight"][sel]).sum() / b["n_slots"].clamp(min=1)
+    return loss, int(sel.sum())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="train the unmask denoiser")
+    ap.add_argument("--out", type=Path, default=Path("runs/base"))
+    ap.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl"))
+    ap.add_argument("--tokenizer", type=Path, default=None, help="default: <out>/tokenizer.json")
+    ap.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"), help="only read to exclude it")
+    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--d-model", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--ffn", type=int, default=704)
+    ap.add_argument("--causal", action="store_true", help="autoregressive baseline (benchmarks)")
+    ap.add_argument("--seq-len", type=int, default=384)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--max-spans", type=int, default=4)
+    ap.add_argument("--p-whole", type=float, default=0.15)
+    ap.add_argument("--minutes", type=float, default=60.0, help="stop after this much training time this run")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0: no limit)")
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    tok_path = args.tokenizer or out / "tokenizer.json"
+    docs = ensure_corpus_and_tokenizer(args.corpus, tok_path, args.eval_dir, args.vocab)
+    tok = Tokenizer.from_file(tok_path)
+    n_val = max(20, len(docs) // 100)
+    val_docs, train_docs = docs[:n_val], docs[n_val:]
+
+    ckpt_path = out / "ckpt.pt"
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
+    cfg = (
+        ModelConfig(**state["config"])
+        if state
+        else ModelConfig(
+            vocab_size=tok.vocab_size,
+            d_model=args.d_model,
+            n_layers=args.layers,
+            n_heads=args.heads,
+            ffn_hidden=args.ffn,
+            causal=args.causal,
+        )
+    )
+    torch.manual_seed(args.seed)
+    model = Denoiser(cfg).to(args.device)
+    ema = Denoiser(cfg).to(args.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    counters = {"step": 0, "tokens": 0, "supervised": 0, "seconds": 0.0, "examples": 0}
+    if state:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        counters = state["counters"]
+        print(f"resumed from {ckpt_path} at step {counters['step']}")
+    else:
+        ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    meta = {"config": cfg.to_dict(), "args": {k: str(v) for k, v in vars(args).items()}, "n_params": model.n_params()}
+    (out / "train_meta.json").write_text(json.dumps(meta, indent=1))
+    print(f"model: {model.n_params() / 1e6:.2f}M params, {cfg}")
+
+    step_fn = torch.compile(model) if args.compile else model
+    amp_dtype = torch.bfloat16 if args.bf16 else None
+    sampler = data_mod.WindowSampler(train_docs, chars=int(args.seq_len * 3.6), seed=args.seed + counters["step"])
+    rng = random.Random(args.seed * 7919 + counters["step"])
+
+    # a fixed validation batch set: 4 batches, t on a grid
+    vrng = random.Random(1234)
+    vs = data_mod.WindowSampler(val_docs, chars=int(args.seq_len * 3.6), seed=1234)
+    val_batches = []
+    for _ in range(4):
+        exs = [
+            data_mod.make_example(
+                vs.sample(), tok, vrng, args.seq_len, args.max_spans, args.p_whole, t=(i + 0.5) / args.batch
+            )
+            for i in range(args.batch)
+        ]
+        val_batches.append(to_torch(data_mod.batch(exs), args.device))
+
+    def validate() -> float:
+        ema.eval()
+        with torch.no_grad():
+            ls = [loss_fn(ema, b, amp_dtype)[0].item() for b in val_batches]
+        return sum(ls) / len(ls)
+
+    def save() -> None:
+        tmp = out / "ckpt.pt.tmp"
+        torch.save(
+            {
+                "config": cfg.to_dict(),
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "counters": counters,
+            },
+            tmp,
+        )
+        tmp.replace(ckpt_path)
+        torch.save({"config": cfg.to_dict(), "model": ema.state_dict(), "counters": counters}, out / "weights.pt")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    t_end = time.time() + args.minutes * 60
+    last_ckpt = time.time()
+    log = open(out / "log.jsonl", "a")
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), disable=args.no_progress)
+    task = progress.add_task("train", total=args.minutes * 60)
+    t_start = time.time()
+    win_loss, win_n, win_t0, win_tok, win_sup = 0.0, 0, time.time(), 0, 0
+    with progress:
+        while time.time() < t_end and not (args.max_steps and counters["step"] >= args.max_steps):
+            t0 = time.time()
+            base = rng.random()
+            exs = [
+                data_mod.make_example(
+                    sampler.sample(),
+                    tok,
+                    rng,
+                    args.seq_len,
+                    args.max_spans,
+                    args.p_whole,
+                    t=max(1e-3, (base + i / args.batch) % 1.0),
+                )
+                for i in range(args.batch)
+            ]
+            b = to_torch(data_mod.batch(exs), args.device)
+            lr = args.lr * min(1.0, (counters["step"] + 1) / args.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            model.train()
+            loss, n_sup = loss_fn(step_fn, b, amp_dtype)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                d = min(args.ema, (1 + counters["step"]) / (10 + counters["step"]))
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - d)
+            n_tok = int(b["valid"].sum())
+            counters["step"] += 1
+            counters["tokens"] += n_tok
+            counters["supervised"] += n_sup
+            counters["examples"] += args.batch
+            counters["seconds"] += time.time() - t0
+            win_loss += loss.item()
+            win_n += 1
+            win_tok += n_tok
+            win_sup += n_sup
+            progress.update(
+                task, completed=time.time() - t_start, description=f"step {counters['step']} loss {loss.item():.3f}"
+            )
+            if counters["step"] % 50 == 0:
+                dt = time.time() - win_t0
+                rec = {
+                    "step": counters["step"],
+                    "loss": win_loss / win_n,
+                    "lr": lr,
+                    "tok_s": win_tok / dt,
+                    "sup_tok_s": win_sup / dt,
+                    "sup_frac": win_sup / max(1, win_tok),
+                    **counters,
+                }
+                if counters["step"] % 500 == 0:
+                    rec["val_loss"] = validate()
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if args.no_progress:
+                    print(json.dumps(rec), flush=True)
+                win_loss, win_n, win_t0, win_tok, win_sup = 0.0, 0, time.time(), 0, 0
+            if time.time() - last_ckpt > args.ckpt_minutes * 60:
+                save()
+                last_ckpt = time.time()
+    save()
+    v = validate()
+    log.write(json.dumps({"step": counters["step"], "final_val_loss": v, **counters}) + "\n")
+    log.close()
+    print(
+        f"done: step {counters['step']}, val loss {v:.4f}, {counters['tokens'] / 1e6:.1f}M tokens, "
+        f"{counters['supervised'] / 1e6:.1f}M supervised, {counters['seconds'] / 3600:.2f} h"
+    )
+    if math.isnan(v):
+        raise SystemExit("validation loss is NaN")
+
+
+if __name__ == "__main__":
+    main()
