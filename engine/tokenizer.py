@@ -56,6 +56,7 @@ class Tokenizer:
 
     def __init__(self, hf: HFTokenizer):
         self.hf = hf
+        hf.encode_special_tokens = True  # "<|mask|>" typed in a file is text, never a control token
         self.specials = Specials.from_tokenizer(hf)
         self.vocab_size = hf.get_vocab_size()
         self._special_ids = {hf.token_to_id(s) for s in SPECIAL_TOKENS}

@@ -1,0 +1,76 @@
+"""A few training steps on a tiny corpus reduce the loss; training resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("torch")
+
+from unmask.engine import train  # noqa: E402
+from unmask.engine.runtime import ModelInfo  # noqa: E402
+
+SNIPPET = '''def add(a, b):
+    """Return the sum of a and b."""
+    return a + b
+
+
+def scale(values, factor):
+    out = []
+    for v in values:
+        out.append(v * factor)
+    return out
+'''
+
+
+def test_training_reduces_loss_and_resumes(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    with open(corpus, "w") as fh:
+        for i in range(40):
+            fh.write(json.dumps({"path": f"f{i}.py", "text": SNIPPET.replace("add", f"add{i % 5}")}) + "\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(ModelInfo.load(None).file("tokenizer.json"), out / "tokenizer.json")
+    args = [
+        "--out",
+        str(out),
+        "--corpus",
+        str(corpus),
+        "--d-model",
+        "64",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--ffn",
+        "128",
+        "--seq-len",
+        "96",
+        "--batch",
+        "8",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "5",
+        "--no-progress",
+        "--ema",
+        "0.9",
+        "--threads",
+        "1",
+        "--max-steps",
+        "100",
+        "--minutes",
+        "5",
+        "--p-whole",
+        "0.3",
+    ]
+    train.main(args)
+    log = [json.loads(line) for line in open(out / "log.jsonl")]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert (out / "weights.pt").exists() and (out / "ckpt.pt").exists()
+    train.main(args[:-6] + ["--max-steps", "110", "--minutes", "5", "--p-whole", "0.3"])
+    final = [json.loads(line) for line in open(out / "log.jsonl")][-1]
+    assert final["step"] == 110  # continued from 100, not restarted
