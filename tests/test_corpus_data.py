@@ -6,7 +6,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-
 from unmask.engine import corpus
 from unmask.engine.data import BUCKETS, make_example
 from unmask.engine.runtime import ModelInfo
@@ -46,7 +45,7 @@ def test_filters():
 def test_span_example_layout():
     rng = random.Random(3)
     sp = TOK.specials
-    for i in range(50):
+    for _ in range(50):
         ex = make_example(CODE, TOK, rng, 256, max_spans=4, p_whole=0.0, t=0.5)
         L = int(ex.valid.sum())
         ctx = ex.is_ctx[:L]
