@@ -13,9 +13,9 @@ committed as ``eos`` too (pad propagation); the span's text is what precedes the
 ``eos``.
 
 Anytime: each step yields a :class:`Draft` where still-masked slots are filled with their
-current best guess, so the caller always holds a complete answer. When ``deadline`` (a
-``time.perf_counter()`` value) passes, the sampler commits every remaining slot from the
-last model call and stops.
+current best guess, so the caller always holds a complete answer. When another step (timed
+like the last one) would end past ``deadline`` (a ``time.perf_counter()`` value), the
+sampler commits every remaining slot from the last model call and stops.
 
 Re-masking (optional, ``remask`` > 0): after all slots are committed, committed slots whose
 confidence under the latest model call is below ``remask`` are masked again and refined,
@@ -91,6 +91,7 @@ def denoise(
         yield Draft(0, slots, conf, committed, True, 0.0)
         return
     while True:
+        t_call = time.perf_counter()
         logits = np.array(model(slots), dtype=np.float32, copy=True)  # (S, V)
         logits[:, banned] = -np.inf
         logits[no_eos, eos_id] = -np.inf
@@ -98,7 +99,9 @@ def denoise(
         probs = _softmax(logits)
         best = probs.argmax(axis=-1)
         p = probs[np.arange(S), best]
-        out_of_time = deadline is not None and time.perf_counter() >= deadline
+        now = time.perf_counter()
+        # out of time when another step would end past the deadline: commit this draft now
+        out_of_time = deadline is not None and now + (now - t_call) >= deadline
         last_step = step >= max_steps
         if committed.all():  # re-masking phase: confidence of each committed token now
             conf = probs[np.arange(S), slots].astype(np.float32)

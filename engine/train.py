@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -87,6 +88,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start a new run from a shipped model directory (weights.npz + model.json), e.g. to go on "
+        "training the committed default model on a machine without the old ckpt.pt",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -96,17 +104,27 @@ def main(argv: list[str] | None = None) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     tok_path = args.tokenizer or out / "tokenizer.json"
+    ckpt_path = out / "ckpt.pt"
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
+    init, init_meta = None, {}
+    if state is None and args.init_from:
+        from .export import load_npz
+
+        init, _ = load_npz(args.init_from / "weights.npz")
+        init_meta = json.loads((args.init_from / "model.json").read_text())
+        if not tok_path.exists():
+            shutil.copy(args.init_from / "tokenizer.json", tok_path)
     docs = ensure_corpus_and_tokenizer(args.corpus, tok_path, args.eval_dir, args.vocab)
     tok = Tokenizer.from_file(tok_path)
     n_val = max(20, len(docs) // 100)
     val_docs, train_docs = docs[:n_val], docs[n_val:]
 
-    ckpt_path = out / "ckpt.pt"
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
-    cfg = (
-        ModelConfig(**state["config"])
-        if state
-        else ModelConfig(
+    if state:
+        cfg = ModelConfig(**state["config"])
+    elif init is not None:
+        cfg = init.c
+    else:
+        cfg = ModelConfig(
             vocab_size=tok.vocab_size,
             d_model=args.d_model,
             n_layers=args.layers,
@@ -114,7 +132,6 @@ def main(argv: list[str] | None = None) -> None:
             ffn_hidden=args.ffn,
             causal=args.causal,
         )
-    )
     torch.manual_seed(args.seed)
     model = Denoiser(cfg).to(args.device)
     ema = Denoiser(cfg).to(args.device)
@@ -127,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         counters = state["counters"]
         print(f"resumed from {ckpt_path} at step {counters['step']}")
     else:
+        if init is not None:
+            model.load_state_dict(init.state_dict())
+            counters.update({k: v for k, v in init_meta.get("training", {}).items() if k in counters})
+            print(f"initialised from {args.init_from} (step {counters['step']}); optimizer state starts fresh")
         ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
         p.requires_grad_(False)
