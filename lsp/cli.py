@@ -189,6 +189,7 @@ def cmd_demo(args) -> None:
             live.update(view(d.text, d.confidence[0], d.done))
             if args.delay:
                 time.sleep(args.delay)
+    console.print()
     console.print(
         f"[bold]done[/bold] in {d.ms:.1f} ms of model time over {d.step} steps "
         f"(the {args.delay * 1000:.0f} ms pause per draft is only for your eyes)"
