@@ -138,6 +138,10 @@ def export(run: Path, out: Path, quantize: bool = True, window: int = 384, max_f
     train_meta = run / "train_meta.json"
     if train_meta.exists():
         meta["training_args"] = json.loads(train_meta.read_text()).get("args", {})
+        stats = Path(meta["training_args"].get("corpus", "data/corpus.jsonl")).parent / "corpus_stats.json"
+        if stats.exists():
+            meta["data"] = json.loads(stats.read_text())
+    meta["hardware"] = old.get("hardware", "a 2-core x86-64 CPU (AVX-512, bf16 autocast), no GPU")
     (out / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
     for f in out.iterdir():
         if max_file and f.is_file() and f.stat().st_size > max_file:

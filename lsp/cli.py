@@ -229,12 +229,22 @@ def cmd_eval(args) -> None:
             table.append(row)
             print(f"steps {steps:2d} threshold {row['threshold']}: {json.dumps(s)}", flush=True)
         report["steps_table"] = table
+    report.update(
+        {
+            "steps": args.steps,
+            "threshold": args.threshold,
+            "budget_ms": args.budget_ms,
+            "command": "unmask " + " ".join(sys.argv[1:]),
+        }
+    )
     if args.write:
+        from unmask.engine import modelcard
+
         meta_path = eng.info.path / "model.json"
         meta = json.loads(meta_path.read_text())
         meta["eval"] = report
         meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-        print(f"wrote eval numbers into {meta_path}")
+        print(f"wrote eval numbers into {meta_path} and {modelcard.write(eng.info.path)}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
 
