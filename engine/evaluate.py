@@ -95,13 +95,9 @@ def complete(
         )
     else:
         bucket = LINE_BUCKET if which == "single" else BLOCK_BUCKET
-        d = eng.infill(
-            task["prompt"], task["suffix"], bucket=bucket, steps=steps, threshold=threshold, budget_ms=budget_ms
-        )
-    text = d.text
-    if which == "single" and not oracle and "\n" in text:
-        text = text[: text.index("\n") + 1]
-    return text, d.ms, d.step
+        d = eng.infill(task["prompt"], task["suffix"], bucket=bucket, steps=steps, threshold=threshold,
+                       budget_ms=budget_ms, one_line=which == "single")
+    return d.text, d.ms, d.step
 
 
 def evaluate(

@@ -39,6 +39,7 @@ class InfillDraft:
     texts: list[str]  # one per hole
     confidence: list[float]  # per hole: mean token confidence (eos included)
     min_confidence: list[float]  # per hole: the weakest token
+    token_confidence: list[list[float]]  # per hole, per text token (0 while a slot is uncommitted)
     ms: float  # since the request started (tokenize + encode + steps)
     encode_ms: float
     done: bool
@@ -147,11 +148,13 @@ class Engine:
         threshold: float = 0.9,
         remask: float = 0.0,
         oracle_lengths: list[int] | None = None,
+        one_line: bool = False,
     ) -> Iterator[InfillDraft]:
         """Yield a draft per step for every hole of ``pieces`` (see module docstring).
 
         oracle_lengths: exact token counts of the answers (evaluation with given length):
         each hole gets exactly that many slots and no end-of-span.
+        one_line: a single-line suggestion: each text ends after its first newline.
         """
         t0 = time.perf_counter()
         n = len(pieces) - 1
@@ -180,16 +183,20 @@ class Engine:
             min_len=min_len,
             forbid=[sp.pad, sp.file, sp.sep, sp.edit],
         ):
-            texts, confs, mins = [], [], []
+            texts, confs, mins, per_tok = [], [], [], []
             for h in range(n):
                 ids = span_tokens(d.tokens, prep.span_of, h, sp.eos)
-                texts.append(self.tok.decode(ids))
+                text = self.tok.decode(ids)
+                if one_line and "\n" in text:  # keep the tokens up to the one holding the newline
+                    k = next(i for i in range(1, len(ids) + 1) if "\n" in self.tok.decode(ids[:i]))
+                    ids, text = ids[:k], text[: text.index("\n") + 1]
+                texts.append(text)
                 c = d.confidence[prep.span_of == h][: len(ids) + 1]
+                per_tok.append([round(float(x), 4) for x in c[: len(ids)]])
                 confs.append(float(c.mean()) if len(c) else 1.0)
                 mins.append(float(c.min()) if len(c) else 1.0)
-            yield InfillDraft(
-                d.step, texts, confs, mins, (time.perf_counter() - t0) * 1000, (t_enc - t0) * 1000, d.done
-            )
+            ms = (time.perf_counter() - t0) * 1000
+            yield InfillDraft(d.step, texts, confs, mins, per_tok, ms, (t_enc - t0) * 1000, d.done)
 
     def stream(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> Iterator[InfillDraft]:
         oracle = kw.pop("oracle_length", None)
