@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import pathspec
@@ -172,7 +173,10 @@ class WorkspaceIndex:
 
             p = unquote(urlparse(p).path)
         if os.path.isabs(p):
-            p = os.path.relpath(os.path.realpath(p), self.root)
+            if p.startswith(self.root + os.sep):  # the common case, without touching the disk
+                p = p[len(self.root) + 1 :]
+            else:
+                p = os.path.relpath(os.path.realpath(p), self.root)
         return p.replace(os.sep, "/")
 
     def abspath(self, rel: str) -> str:
@@ -233,24 +237,28 @@ class WorkspaceIndex:
         batches = [rels[i : i + n] for i in range(0, total, n)]
         done = 0
         if self.config.workers > 0 and len(batches) > 1:
-            pool = self._get_pool()
-            futs = [pool.submit(index_files, self.root, b, self.config.max_file_bytes) for b in batches]
-            for fut in as_completed(futs):
-                if self._closed:
-                    break
-                res = fut.result()
-                self._merge(res)
-                done += len(res)
-                if progress:
-                    progress(done, total, f"{done}/{total} files")
-        else:
-            for b in batches:
-                if self._closed:
-                    break
-                self._merge(index_files(self.root, b, self.config.max_file_bytes))
-                done += len(b)
-                if progress:
-                    progress(done, total, f"{done}/{total} files")
+            try:
+                pool = self._get_pool()
+                futs = {pool.submit(index_files, self.root, b, self.config.max_file_bytes): b for b in batches}
+                for fut in as_completed(futs):
+                    if self._closed:
+                        break
+                    res = fut.result()
+                    self._merge(res)
+                    batches.remove(futs[fut])
+                    done += len(res)
+                    if progress:
+                        progress(done, total, f"{done}/{total} files")
+            except (BrokenProcessPool, OSError, RuntimeError) as e:  # e.g. a __main__ without a main guard
+                log.warning("index worker processes failed (%s); indexing on this thread", e)
+                self._pool = None
+        for b in batches if not self._closed else ():
+            if self._closed:
+                break
+            self._merge(index_files(self.root, b, self.config.max_file_bytes))
+            done += len(b)
+            if progress:
+                progress(done, total, f"{done}/{total} files")
         self._refresh_names()
         self.stats.files = len(self.files)
         self.stats.definitions = sum(len(v) for v in self._defs.values())
@@ -316,9 +324,14 @@ class WorkspaceIndex:
             return
         if old is not None and old.mtime_ns == st.st_mtime_ns and old.size == st.st_size:
             return
+        res = None
         if self.config.workers > 0:
-            res = self._get_pool().submit(index_files, self.root, [rel], self.config.max_file_bytes).result()
-        else:
+            try:
+                res = self._get_pool().submit(index_files, self.root, [rel], self.config.max_file_bytes).result()
+            except (BrokenProcessPool, OSError, RuntimeError) as e:
+                log.warning("index worker process failed (%s); indexing on this thread", e)
+                self._pool = None
+        if res is None:
             res = index_files(self.root, [rel], self.config.max_file_bytes)
         self._merge(res)
         self._refresh_names()

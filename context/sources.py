@@ -12,7 +12,9 @@ pieces by score. Relevance is in (0, 1]; the packer multiplies it by the source'
 - ``recent``: regions of recent edits (an edit-history list passed in, else the open
   documents' own histories), newest first.
 - ``open``: the window of each other open document most similar to the code at the cursor.
-- ``similar``: the most similar windows of the workspace files the current file imports.
+- ``similar``: the most similar windows of the workspace files the current file imports
+  (windows of files not yet seen are built a little per request, at most ``BUILD_MS``
+  per source, so a cold cache cannot blow the latency budget; later requests see more).
 
 Similarity is Jaccard over identifier sets of 20-line windows (as in Copilot's
 neighbouring-tabs snippets). Names near the cursor are found with a regex, not the tree:
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD_END = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")  # the word being typed
 WINDOW, STRIDE = 20, 10
+MAX_SIMILAR_BYTES = 200_000  # larger files are not scanned for similar windows
+BUILD_MS = 1.5  # per request and source: time spent windowing files not yet cached (the rest waits)
 MAX_DEFS_PER_NAME = 40  # a name defined more often than this (get, run, __init__) says little
 
 
@@ -234,39 +239,48 @@ def recent(req: Request) -> list[Piece]:
     return out
 
 
-def _window_sets(lines: list[str]) -> list[tuple[int, frozenset[str]]]:
-    per_line = [set(IDENT.findall(t)) for t in lines]
-    out = []
-    for start in range(0, max(1, len(lines) - WINDOW // 2), STRIDE):
-        s: set[str] = set()
-        for x in per_line[start : start + WINDOW]:
-            s |= x
-        out.append((start, frozenset(s)))
-    return out
+@dataclass
+class _Windows:
+    """A file's identifier sets per STRIDE-line chunk, built a little per request."""
+
+    lines: list[str]
+    chunks: list[frozenset[str]] = field(default_factory=list)
+    wins: list[tuple[int, frozenset[str]]] = field(default_factory=list)  # (first line, WINDOW-line set)
+
+    def extend(self, deadline: float) -> None:
+        n = len(self.lines)
+        while len(self.chunks) * STRIDE < n and time.perf_counter() < deadline:
+            i = len(self.chunks) * STRIDE
+            c = frozenset(IDENT.findall("\n".join(self.lines[i : i + STRIDE])))
+            if self.chunks:
+                self.wins.append((i - STRIDE, self.chunks[-1] | c))
+            self.chunks.append(c)
+        if len(self.chunks) == 1 and not self.wins:
+            self.wins.append((0, self.chunks[0]))
 
 
-_win_cache: OrderedDict[tuple, tuple[list[str], list]] = OrderedDict()
+_win_cache: OrderedDict[tuple, _Windows] = OrderedDict()
 
 
-def _windows(key: tuple, lines_fn: Callable[[], list[str]]) -> tuple[list[str], list]:
+def _windows(key: tuple, text_fn: Callable[[], str], deadline: float) -> _Windows:
     got = _win_cache.get(key)
     if got is None:
-        lines = lines_fn()
-        got = (lines, _window_sets(lines))
-        _win_cache[key] = got
+        got = _win_cache[key] = _Windows(text_fn().split("\n"))
         while len(_win_cache) > 64:
             _win_cache.popitem(last=False)
     else:
         _win_cache.move_to_end(key)
+    got.extend(deadline)
     return got
 
 
-def _best_window(req: Request, query: frozenset[str], key: tuple, lines_fn) -> tuple[float, int, str] | None:
+def _best_window(req: Request, query: frozenset[str], key: tuple, text_fn, deadline: float):
+    """(Jaccard, first line, text) of the window most like ``query``, among those built so far."""
     if not query:
         return None
-    lines, wins = _windows(key, lines_fn)
+    w = _windows(key, text_fn, deadline)
     best = (0.0, 0)
-    for start, s in wins:
+    for start, s in w.wins:
         inter = len(query & s)
         if inter:
             j = inter / len(query | s)
@@ -274,7 +288,7 @@ def _best_window(req: Request, query: frozenset[str], key: tuple, lines_fn) -> t
                 best = (j, start)
     if best[0] <= 0.05:
         return None
-    return best[0], best[1], "\n".join(lines[best[1] : best[1] + WINDOW])
+    return best[0], best[1], "\n".join(w.lines[best[1] : best[1] + WINDOW])
 
 
 def _query_set(req: Request) -> frozenset[str]:
@@ -284,10 +298,11 @@ def _query_set(req: Request) -> frozenset[str]:
 def open_documents(req: Request) -> list[Piece]:
     q = _query_set(req)
     out = []
+    deadline = time.perf_counter() + BUILD_MS / 1e3
     for d in req.open_docs:
-        if d is req.doc:
+        if d is req.doc or len(d.src) > MAX_SIMILAR_BYTES:
             continue
-        got = _best_window(req, q, ("doc", id(d), d.version), lambda d=d: d.text.split("\n"))
+        got = _best_window(req, q, ("doc", id(d), d.version), lambda d=d: d.text, deadline)
         if got:
             j, start, body = got
             path = req.index.rel(d.path) if req.index is not None and d.path else d.path
@@ -302,19 +317,20 @@ def similar(req: Request) -> list[Piece]:
     q = _query_set(req)
     open_paths = {ix.rel(d.path) for d in req.open_docs if d.path}
     out = []
+    deadline = time.perf_counter() + BUILD_MS / 1e3
     for rel in sorted(ix.imported_files(req.rel))[:6]:
         e = ix.files.get(rel)
-        if e is None or rel in open_paths:
+        if e is None or rel in open_paths or e.size > MAX_SIMILAR_BYTES:
             continue
 
-        def read(rel=rel) -> list[str]:
+        def read(rel=rel) -> str:
             try:
                 with open(os.path.join(ix.root, rel), encoding="utf-8", errors="replace") as f:
-                    return f.read().split("\n")
+                    return f.read()
             except OSError:
-                return []
+                return ""
 
-        got = _best_window(req, q, ("file", rel, e.mtime_ns), read)
+        got = _best_window(req, q, ("file", rel, e.mtime_ns), read, deadline)
         if got:
             j, start, body = got
             out.append(_piece(req, "similar", body, min(1.0, 0.3 + j), rel, start, start + WINDOW - 1))
