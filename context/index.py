@@ -5,9 +5,11 @@ current in the background.
 ``.gitignore`` files via ``pathspec``, skipping hidden and vendored directories), then parses
 files in batches — in worker *processes* by default, because py-tree-sitter holds the GIL
 while it parses and a big file would otherwise stall a completion for tens of
-milliseconds. Results are merged under a short lock; readers never take it (lookups are
-plain dict reads of lists that are replaced, never mutated). A ``progress(done, total,
-message)`` callback reports the build; it runs on a background thread.
+milliseconds (spawned, so the server's ``__main__`` needs the usual main guard; if the
+workers cannot start, the build falls back to this thread with a warning). Results are
+merged under a short lock; readers never take it (lookups are plain dict reads of lists
+that are replaced, never mutated). A ``progress(done, total, message)`` callback reports
+the build; it runs on a background thread.
 
 Skipped files are logged with a reason (``huge``, ``binary``, ``minified``; vendored
 directories once each) and counted in :attr:`WorkspaceIndex.stats`. :meth:`update_file`,
@@ -382,6 +384,7 @@ class WorkspaceIndex:
 
     def _refresh_names(self) -> None:
         self._sorted_names = sorted(self._defs)
+        self.stats.files = len(self.files)
 
     # -- lookups (never block) ------------------------------------------------------------
     def definitions(self, name: str) -> list[Definition]:
