@@ -6,6 +6,8 @@
     unmask eval [--sets single,multi,random] [--write]
     unmask train / unmask export     (need the ``train`` extra: torch)
     unmask serve                     the language server (see unmask.lsp.server)
+    unmask context FILE --line L --col C   what the model would see there (unmask.context.cli)
+    unmask doctor                    check the install and the model
 
 Heavy imports happen inside each subcommand so ``unmask --help`` stays instant.
 It knows the engine's public API (:mod:`unmask.engine.infill`); it holds no model logic.
@@ -300,20 +302,33 @@ def main(argv: list[str] | None = None) -> None:
 
     sub.add_parser("train", help="train a model (python -m unmask.engine.train --help)", add_help=False)
     sub.add_parser("export", help="export a run to a model directory", add_help=False)
+    sub.add_parser("context", help="show what the model would see at FILE --line L --col C", add_help=False)
 
-    p = sub.add_parser("serve", help="run the language server", add_help=False)
+    p = sub.add_parser("serve", help="run the language server (unmask serve --help)", add_help=False)
+
+    p = sub.add_parser("doctor", help="check the install and the model")
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
 
     args, rest = ap.parse_known_args(argv)
     if args.cmd == "train":
         return cmd_train(args, rest)
     if args.cmd == "export":
         return cmd_export(args, rest)
+    if args.cmd == "context":
+        from unmask.context.cli import main as context_main
+
+        sys.exit(context_main(rest))
     if args.cmd == "serve":
         from unmask.lsp.server import main as serve_main
 
         return serve_main(rest)
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.cmd == "doctor":
+        from unmask.lsp.doctor import main as doctor_main
+
+        return doctor_main(args.model, args.backend)
     {"infill": cmd_infill, "complete": cmd_complete, "demo": cmd_demo, "eval": cmd_eval}[args.cmd](args)
 
 

@@ -1,0 +1,116 @@
+"""The server's settings: defaults, the wire names clients use, and validation.
+
+Settings arrive as ``initializationOptions`` and later ``workspace/didChangeConfiguration``
+(flat, or nested under an ``"unmask"`` key). :func:`merge` applies the keys present onto the
+current settings; an invalid value falls back to that key's default and yields a message for
+the user (the server shows it with ``window/showMessage``). Unknown keys are only logged.
+
+It knows setting names, types and ranges; it knows nothing about LSP transport or the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_BUDGET_MS = 250
+
+
+@dataclass(frozen=True)
+class Settings:
+    latency_budget_ms: int = DEFAULT_BUDGET_MS  # deadline of an automatic completion (anytime decoding)
+    invoked_budget_ms: int = 1000  # deadline when the user asked explicitly (Invoked trigger)
+    min_confidence: float = 0.4  # automatic completions below this mean token confidence are not shown
+    steps: int = 32  # denoising step cap
+    threshold: float = 0.9  # the sampler commits slots at least this confident per step
+    model_path: str | None = None  # model directory (None: the --model flag or the shipped model)
+    enabled_languages: tuple[str, ...] = ("*",)  # languageIds to complete in; "*" means all
+    stream_drafts: bool = False  # send an ``unmask/draft`` notification per denoising step
+
+    def language_enabled(self, language_id: str | None) -> bool:
+        return "*" in self.enabled_languages or (language_id or "") in self.enabled_languages
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or not lo <= v <= hi:
+            raise ValueError(f"expected a whole number in [{lo}, {hi}]")
+        return int(v)
+
+    return check
+
+
+def _float(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+            raise ValueError(f"expected a number in [{lo}, {hi}]")
+        return float(v)
+
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def _path(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str):
+        raise ValueError("expected a directory path (string) or null")
+    return v
+
+
+def _languages(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list | tuple) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError('expected a list of languageIds, e.g. ["python", "rust"] or ["*"]')
+    return tuple(v)
+
+
+# wire name -> (field, validator)
+FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "latencyBudgetMs": ("latency_budget_ms", _int(10, 60_000)),
+    "invokedBudgetMs": ("invoked_budget_ms", _int(10, 60_000)),
+    "minConfidence": ("min_confidence", _float(0.0, 1.0)),
+    "steps": ("steps", _int(1, 256)),
+    "threshold": ("threshold", _float(0.0, 1.0)),
+    "modelPath": ("model_path", _path),
+    "enabledLanguages": ("enabled_languages", _languages),
+    "streamDrafts": ("stream_drafts", _bool),
+}
+DEFAULTS = Settings()
+
+
+def merge(current: Settings, raw: Any) -> tuple[Settings, list[str], list[str]]:
+    """Apply the keys present in ``raw`` onto ``current``.
+
+    Returns the new settings, the problems to show the user (invalid values) and the unknown
+    keys (only logged: clients often send their whole configuration).
+    """
+    if raw is None:
+        return current, [], []
+    if not isinstance(raw, dict):
+        return current, [f"unmask: settings must be an object, got {type(raw).__name__}; keeping the current ones"], []
+    if isinstance(raw.get("unmask"), dict):
+        raw = raw["unmask"]
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    unknown: list[str] = []
+    for key, value in raw.items():
+        if key not in FIELDS:
+            unknown.append(key)
+            continue
+        name, check = FIELDS[key]
+        try:
+            changes[name] = check(value)
+        except ValueError as e:
+            default = getattr(DEFAULTS, name)
+            changes[name] = default
+            problems.append(f"unmask: invalid {key} {value!r}: {e}; using the default {default!r}")
+    return dataclasses.replace(current, **changes), problems, unknown

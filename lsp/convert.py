@@ -1,0 +1,88 @@
+"""All conversion between LSP types and the server's own values, in one place.
+
+Positions become text offsets and back only through pygls' document position codec, so the
+client's encoding (UTF-16 unless negotiated otherwise) is honoured; nothing here counts
+characters by hand. Completions go out as ``InlineCompletionList`` items whose ``range``
+runs from the start of the cursor's line to the cursor and whose ``insertText`` repeats the
+line's text before the cursor: what the user typed and the suggestion always agree, and a
+client can render or filter the item without knowing where the request was made.
+
+It knows lsprotocol and pygls documents; it knows nothing about the model or scheduling.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+from pygls.workspace import TextDocument
+from unmask.engine.infill import InfillDraft
+
+from .completer import Edit, Request
+from .protocol import ACCEPT_COMMAND, DraftParams
+
+
+def request(doc: TextDocument, params: types.InlineCompletionParams, request_id: int | str | None) -> Request:
+    """The document text around the cursor of an inline completion request."""
+    off = doc.offset_at_position(params.position)
+    src = doc.source
+    return Request(
+        uri=doc.uri,
+        version=doc.version,
+        language_id=doc.language_id,
+        prefix=src[:off],
+        suffix=src[off:],
+        invoked=params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked,
+        cursor=(params.position.line, params.position.character),
+        request_id=request_id,
+    )
+
+
+def inline_list(
+    doc: TextDocument, position: types.Position, req: Request, text: str | None, completion_id: str | None
+) -> types.InlineCompletionList:
+    """The suggestion ``text`` (to insert at the cursor) as a one-item list; an empty list for None."""
+    if text is None:
+        return types.InlineCompletionList(items=[])
+    line_start = req.prefix.rfind("\n") + 1
+    typed = req.prefix[line_start:]
+    start = doc.client_position_at_offset(line_start)
+    item = types.InlineCompletionItem(
+        insert_text=typed + text,
+        range=types.Range(start=start, end=position),
+        command=types.Command(title="unmask: completion accepted", command=ACCEPT_COMMAND, arguments=[completion_id]),
+    )
+    return types.InlineCompletionList(items=[item])
+
+
+def edit(doc: TextDocument, change: types.TextDocumentContentChangeEvent, version: int | None) -> Edit:
+    """The :class:`Edit` record of ``change``; call it before the change is applied to ``doc``."""
+    if isinstance(change, types.TextDocumentContentChangePartial):
+        r = change.range
+        start, end = (r.start.line, r.start.character), (r.end.line, r.end.character)
+        return Edit(version, start, end, doc.offset_at_position(r.start), doc.text_in_client_range(r), change.text)
+    src = doc.source
+    end_pos = doc.client_position_at_offset(len(src))
+    return Edit(version, (0, 0), (end_pos.line, end_pos.character), 0, src, change.text)
+
+
+def draft(req: Request, d: InfillDraft) -> DraftParams:
+    return DraftParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=req.uri, version=req.version or 0),
+        position=types.Position(line=req.cursor[0], character=req.cursor[1]),
+        request_id=req.request_id,
+        step=d.step,
+        text=d.text,
+        confidence=round(d.confidence[0], 4),
+        elapsed_ms=round(d.ms, 2),
+        done=d.done,
+    )
+
+
+def message_type(level: int) -> types.MessageType:
+    """A Python logging level as an LSP message type."""
+    if level >= 40:
+        return types.MessageType.Error
+    if level >= 30:
+        return types.MessageType.Warning
+    if level >= 20:
+        return types.MessageType.Info
+    return types.MessageType.Log

@@ -1,0 +1,124 @@
+"""unmask's extensions to LSP: every custom method name, command and payload type in one place.
+
+Documented for client authors in ``docs/protocol.md``; keep the two in step. Payloads are
+``attrs`` classes with camelCase wire names (the converter from :func:`converter` maps them),
+so they serialize like lsprotocol's own types.
+
+It knows the wire format only; it knows nothing about models, documents or scheduling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from lsprotocol import types
+from lsprotocol.converters import get_converter
+
+# -- server -> client ---------------------------------------------------------------------
+DRAFT = "unmask/draft"
+"""Notification, one per denoising step of an inline completion (clients opt in: ``streamDrafts``)."""
+
+# -- client -> server ---------------------------------------------------------------------
+STATS = "unmask/stats"
+"""Request: the server's counters (requests, superseded, stale, model calls, feedback...)."""
+
+DID_SHOW = "textDocument/didShowCompletion"
+"""Notification (Copilot-compatible): an inline completion item was shown to the user."""
+
+DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
+"""Notification (Copilot-compatible): the user accepted the first ``acceptedLength`` UTF-16 units."""
+
+DID_REJECT = "unmask/didRejectCompletion"
+"""Notification: the item was dismissed (Escape, typed over, replaced by another)."""
+
+ACCEPT_COMMAND = "unmask.didAcceptCompletion"
+"""``workspace/executeCommand`` command attached to every item; LSP 3.18 clients run it after accepting."""
+
+
+@attrs.define
+class DraftParams:
+    """One denoising step's draft of the span at ``position`` (the cursor of the request)."""
+
+    text_document: types.VersionedTextDocumentIdentifier
+    position: types.Position
+    request_id: int | str | None
+    step: int
+    text: str  # the raw draft of the masked span, before single-line cutting and suffix trimming
+    confidence: float
+    elapsed_ms: float
+    done: bool
+
+
+@attrs.define
+class FeedbackParams:
+    """Payload of the feedback notifications: the item as the server sent it."""
+
+    item: types.InlineCompletionItem
+    accepted_length: int | None = None  # only for didPartiallyAcceptCompletion
+
+
+@attrs.define
+class Stats:
+    """Counters since the server started (``unmask/stats``)."""
+
+    requests: int = 0  # inline completion requests received
+    answered: int = 0  # answered with at least one item
+    empty: int = 0  # answered with no item (gated, nothing useful, disabled language)
+    superseded: int = 0  # cancelled by a newer request for the same document (ContentModified)
+    stale: int = 0  # computed for a document version that changed meanwhile (ContentModified)
+    cancelled: int = 0  # cancelled by the client ($/cancelRequest)
+    model_calls: int = 0  # engine runs started
+    type_through: int = 0  # served from the shown suggestion without a model call
+    low_confidence: int = 0  # dropped by ``minConfidence``
+    shown: int = 0
+    accepted: int = 0
+    partially_accepted: int = 0
+    rejected: int = 0
+    model: str = ""  # the loaded model directory ("" while loading or after a failure)
+
+
+_converter = None
+
+
+def converter():
+    """lsprotocol's converter: camelCase names, omits ``None`` fields."""
+    global _converter
+    if _converter is None:
+        _converter = get_converter()
+    return _converter
+
+
+def to_wire(obj: Any) -> Any:
+    if isinstance(obj, Stats):  # every counter, zeros included (the converter omits defaults)
+        return {_camel(k): v for k, v in attrs.asdict(obj).items()}
+    return converter().unstructure(obj)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def plain(value: Any) -> Any:
+    """JSON-like data from what pygls hands a custom method: it turns objects into namedtuples."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def feedback_from_wire(params: Any) -> FeedbackParams:
+    """Structure the params of a feedback notification."""
+    return converter().structure(plain(params), FeedbackParams)
+
+
+def item_id(item: types.InlineCompletionItem) -> str | None:
+    """The completion id the server put into the item's accept command."""
+    cmd = item.command
+    if cmd is None or cmd.command != ACCEPT_COMMAND or not cmd.arguments:
+        return None
+    return str(cmd.arguments[0])

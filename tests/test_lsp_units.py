@@ -1,0 +1,116 @@
+"""The server's pure parts, no model and no subprocess: shaping, type-through, settings, conversion."""
+
+from __future__ import annotations
+
+import pytest
+from lsprotocol import types
+from pygls.workspace import TextDocument
+from unmask.engine.infill import BLOCK_BUCKET, LINE_BUCKET
+from unmask.lsp import config, convert
+from unmask.lsp import protocol as ext
+from unmask.lsp.shape import Suggestion, automatic_allowed, choose_span, shape
+
+
+# -- shape ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw,suffix,multiline,want",
+    [
+        ("x + 1\n    return y", "\n", False, "x + 1"),  # single line: cut at the first newline
+        ("a, b)", ")\n", False, "a, b"),  # the tail equals the rest of the line
+        ("foo(x)", ")", False, "foo(x"),
+        ("size", "e = 1\n", False, "size"),  # a word-character overlap is not trimmed
+        ("   \n", "\n", False, None),  # whitespace only: nothing
+        ("", "\n", True, None),
+        ("\n    x = 1\n    return x", "\n    return x\n", True, "\n    x = 1"),  # stops before the suffix
+        ("value  ", "\n", False, "value"),  # no trailing whitespace at the end of a line
+    ],
+)
+def test_shape(raw, suffix, multiline, want):
+    assert shape(raw, suffix, multiline) == want
+
+
+def test_choose_span_line_or_block():
+    assert choose_span("def f(x):", "\n").bucket == BLOCK_BUCKET
+    assert choose_span("    return f(", ")\n").bucket == LINE_BUCKET
+    assert choose_span("x = ", "\n").multiline is False
+
+
+def test_automatic_not_inside_a_word():
+    assert automatic_allowed("x = fo", "\n")
+    assert automatic_allowed("f(", ")\n")
+    assert not automatic_allowed("x = fo", "o(1)\n")
+
+
+def test_type_through():
+    s = Suggestion("c1", "x = ", "\nend", "compute(1)", False)
+    assert s.continue_at("x = com", "\nend") == "pute(1)"
+    assert s.continue_at("x = cx", "\nend") is None  # typed something else
+    assert s.continue_at("x = com", "\nother") is None  # the suffix changed
+    assert s.continue_at("x = compute(1)", "\nend") is None  # all typed: nothing left
+    assert s.continue_at("y = ", "\nend") is None
+
+
+# -- settings -------------------------------------------------------------------------------------
+def test_settings_merge_and_fallback():
+    s, problems, unknown = config.merge(config.Settings(), {"latencyBudgetMs": 120, "foo": 1})
+    assert s.latency_budget_ms == 120 and problems == [] and unknown == ["foo"]
+    s2, problems, _ = config.merge(s, {"unmask": {"minConfidence": 2, "enabledLanguages": ["python"]}})
+    assert s2.min_confidence == config.DEFAULTS.min_confidence and len(problems) == 1
+    assert s2.latency_budget_ms == 120  # keys not given keep their value
+    assert s2.language_enabled("python") and not s2.language_enabled("rust")
+    s3, problems, _ = config.merge(s2, {"latencyBudgetMs": True, "streamDrafts": 1, "modelPath": 3})
+    assert s3.latency_budget_ms == 250 and not s3.stream_drafts and s3.model_path is None
+    assert len(problems) == 3 and all("unmask: invalid" in p for p in problems)
+    assert config.merge(s3, None)[0] == s3
+    assert config.merge(s3, [1])[1]
+
+
+# -- conversion -----------------------------------------------------------------------------------
+def doc(text: str) -> TextDocument:
+    return TextDocument("file:///t.py", text, version=3, language_id="python")
+
+
+def params(line: int, char: int, invoked=False) -> types.InlineCompletionParams:
+    kind = types.InlineCompletionTriggerKind.Invoked if invoked else types.InlineCompletionTriggerKind.Automatic
+    return types.InlineCompletionParams(
+        context=types.InlineCompletionContext(trigger_kind=kind),
+        text_document=types.TextDocumentIdentifier(uri="file:///t.py"),
+        position=types.Position(line, char),
+    )
+
+
+def test_request_uses_utf16_positions():
+    d = doc('a = "😋"\nb = "😋" + ')
+    req = convert.request(d, params(1, 11), 7)  # the emoji is 2 UTF-16 units
+    assert req.prefix.endswith('b = "😋" + ') and req.suffix == ""
+    assert req.version == 3 and req.language_id == "python" and req.request_id == 7 and not req.invoked
+
+
+def test_inline_list_range_and_text():
+    d = doc('a = 1\nb = "😋" + \n')
+    p = params(1, 11)
+    req = convert.request(d, p, 1)
+    out = convert.inline_list(d, p.position, req, "a", "c9")
+    (item,) = out.items
+    assert item.insert_text == 'b = "😋" + a'
+    assert item.range == types.Range(types.Position(1, 0), types.Position(1, 11))
+    assert ext.item_id(item) == "c9"
+    assert convert.inline_list(d, p.position, req, None, None).items == []
+
+
+def test_edit_record_keeps_removed_text():
+    d = doc("hello world\n")
+    change = types.TextDocumentContentChangePartial(
+        range=types.Range(types.Position(0, 6), types.Position(0, 11)), text="there"
+    )
+    e = convert.edit(d, change, 4)
+    assert (e.removed, e.inserted, e.offset, e.start, e.end, e.version) == ("world", "there", 6, (0, 6), (0, 11), 4)
+
+
+# -- wire format ----------------------------------------------------------------------------------
+def test_feedback_and_stats_wire_format():
+    item = {"insertText": "x", "command": {"title": "t", "command": ext.ACCEPT_COMMAND, "arguments": ["c3"]}}
+    fb = ext.feedback_from_wire({"item": item, "acceptedLength": 1})
+    assert ext.item_id(fb.item) == "c3" and fb.accepted_length == 1
+    wire = ext.to_wire(ext.Stats())
+    assert wire["modelCalls"] == 0 and wire["partiallyAccepted"] == 0 and wire["typeThrough"] == 0
