@@ -53,13 +53,26 @@ def to_torch(b: dict[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
 
 
 def loss_fn(model: Denoiser, b: dict[str, torch.Tensor], amp_dtype) -> tuple[torch.Tensor, int]:
+    """1/t-weighted cross-entropy over the masked slots, normalised by the batch's slot count.
+
+    Only supervised positions go through the output head; their count is padded up to a
+    multiple of 256 so the head sees few distinct shapes (every new shape costs oneDNN
+    cached memory under CPU autocast, which grew without bound before this padding).
+    """
     with torch.autocast(device_type=b["ids"].device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         h = model(b["ids"], b["pos"], b["is_ctx"], b["valid"])
-        sel = b["target"] >= 0
-        logits = model.logits(h[sel]).float()
-    ce = F.cross_entropy(logits, b["target"][sel], reduction="none")
-    loss = (ce * b["weight"][sel]).sum() / b["n_slots"].clamp(min=1)
-    return loss, int(sel.sum())
+        flat_t = b["target"].reshape(-1)
+        idx = (flat_t >= 0).nonzero().squeeze(1)
+        n = int(idx.numel())
+        idx = F.pad(idx, (0, -(-n // 256) * 256 - n))
+        logits = model.logits(h.reshape(-1, h.shape[-1])[idx]).float()
+    tgt = flat_t[idx].clone()
+    tgt[n:] = -100
+    w = b["weight"].reshape(-1)[idx].clone()
+    w[n:] = 0.0
+    ce = F.cross_entropy(logits, tgt, reduction="none", ignore_index=-100)
+    loss = (ce * w).sum() / b["n_slots"].clamp(min=1)
+    return loss, n
 
 
 def main(argv: list[str] | None = None) -> None:
