@@ -223,7 +223,7 @@ def cmd_eval(args) -> None:
                     for r in rs:
                         fh.write(json.dumps(r.__dict__) + "\n")
     if args.steps_table:
-        tasks = ev.load_tasks(data, "single", args.limit_single)
+        tasks = ev.load_tasks(data, "single", args.limit_table)
         table = []
         for steps, thr in [(1, 1.01), (2, 1.01), (4, 1.01), (8, 1.01), (16, 1.01), (32, 1.01), (32, 0.9), (32, 0.7)]:
             s = ev.summarize(ev.evaluate(eng, tasks, "single", steps=steps, threshold=thr))
@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit-single", type=int, default=0, help="evaluate an even spread of N tasks (0: all)")
     p.add_argument("--limit-multi", type=int, default=500)
     p.add_argument("--steps-table", action="store_true", help="also the quality-vs-steps table (single-line)")
+    p.add_argument("--limit-table", type=int, default=300, help="single-line tasks per row of the steps table")
     p.add_argument("--write", action="store_true", help="store the numbers in the model's model.json")
     p.add_argument("--json", help="write the report to this file")
     p.add_argument("--dump", help="directory for per-task results")
