@@ -69,8 +69,11 @@ def main() -> None:
             hits += d.text == ans
             loose += d.text.split() == ans.split()
             ms.append(d.ms)
-        print(f"{name:22s} exact {100 * hits / len(items):5.1f}%  ws-insensitive {100 * loose / len(items):5.1f}%  "
-              f"p50 {np.percentile(ms, 50):6.1f} ms  ({time.perf_counter() - t:.0f} s)", flush=True)
+        print(
+            f"{name:22s} exact {100 * hits / len(items):5.1f}%  ws-insensitive {100 * loose / len(items):5.1f}%  "
+            f"p50 {np.percentile(ms, 50):6.1f} ms  ({time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def main() -> None:
         ids, pos = rng.integers(10, V, C), np.arange(C)
         r = {"what": f"encode C={C}"}
         for name, b in backends.items():
-            r[name] = timeit(lambda b=b: b.encode(ids, pos), args.repeat)
+            r[name] = timeit(lambda b=b, ids=ids, pos=pos: b.encode(ids, pos), args.repeat)
         rows.append(r)
     C = 320
     for S in (8, 16, 32, 64):

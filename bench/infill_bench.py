@@ -44,8 +44,14 @@ def make_spans(n: int, seed: int = 0) -> list[dict]:
             col = 0
         text = "".join(lines)
         end = start + len(line.rstrip("\n")) if col else start + len(line)
-        out.append({"id": f"{f.name}:{i}:{col}", "prefix": text[: start + col], "suffix": text[end:],
-                    "answer": text[start + col : end]})
+        out.append(
+            {
+                "id": f"{f.name}:{i}:{col}",
+                "prefix": text[: start + col],
+                "suffix": text[end:],
+                "answer": text[start + col : end],
+            }
+        )
     return out
 
 
@@ -61,8 +67,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "in.jsonl", Path(d) / "out.jsonl"
         src.write_text("".join(json.dumps({k: s[k] for k in ("id", "prefix", "suffix")}) + "\n" for s in spans))
-        cmd = [sys.executable, "-m", "unmask.lsp.cli", "infill", "--jsonl", str(src), "--out", str(dst),
-               "--budget-ms", str(args.budget_ms), "--steps", str(args.steps), "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "unmask.lsp.cli",
+            "infill",
+            "--jsonl",
+            str(src),
+            "--out",
+            str(dst),
+            "--budget-ms",
+            str(args.budget_ms),
+            "--steps",
+            str(args.steps),
+            "--threads",
+            str(args.threads),
+        ]
         if args.model:
             cmd += ["--model", args.model]
         t0 = time.perf_counter()
@@ -72,9 +92,11 @@ def main() -> None:
     ms = np.array([r_["ms"] for r_ in rows])
     exact = np.mean([row["completion"] == s["answer"] for row, s in zip(rows, spans)])
     print(r.stderr.strip())
-    print(f"spans {len(rows)}  p50 {np.percentile(ms, 50):.1f} ms  p95 {np.percentile(ms, 95):.1f} ms  "
-          f"max {ms.max():.1f} ms  whole process {wall:.1f} s = {wall * 1000 / len(rows):.1f} ms/span incl. "
-          f"start-up and load  steps mean {np.mean([r_['steps'] for r_ in rows]):.1f}  exact {exact:.0%}")
+    print(
+        f"spans {len(rows)}  p50 {np.percentile(ms, 50):.1f} ms  p95 {np.percentile(ms, 95):.1f} ms  "
+        f"max {ms.max():.1f} ms  whole process {wall:.1f} s = {wall * 1000 / len(rows):.1f} ms/span incl. "
+        f"start-up and load  steps mean {np.mean([r_['steps'] for r_ in rows]):.1f}  exact {exact:.0%}"
+    )
 
 
 if __name__ == "__main__":

@@ -95,8 +95,15 @@ def complete(
         )
     else:
         bucket = LINE_BUCKET if which == "single" else BLOCK_BUCKET
-        d = eng.infill(task["prompt"], task["suffix"], bucket=bucket, steps=steps, threshold=threshold,
-                       budget_ms=budget_ms, one_line=which == "single")
+        d = eng.infill(
+            task["prompt"],
+            task["suffix"],
+            bucket=bucket,
+            steps=steps,
+            threshold=threshold,
+            budget_ms=budget_ms,
+            one_line=which == "single",
+        )
     return d.text, d.ms, d.step
 
 

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+
 from unmask.engine import corpus
 from unmask.engine.data import BUCKETS, make_example
 from unmask.engine.runtime import ModelInfo

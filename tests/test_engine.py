@@ -50,7 +50,7 @@ def test_several_holes_are_filled_in_one_pass(eng):
     finally:
         eng.backend.step = step
     assert len(drafts[-1].texts) == 2
-    assert all(shape == (1, 24) for shape in calls[-len(drafts):]), "both holes' slots go in one model call"
+    assert all(shape == (1, 24) for shape in calls[-len(drafts) :]), "both holes' slots go in one model call"
 
 
 def test_oracle_length_fills_exactly_n_tokens(eng):

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from unmask.engine.sampler import denoise, span_tokens
 
 V = 16

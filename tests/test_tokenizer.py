@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from unmask.engine.runtime import ModelInfo
 from unmask.engine.tokenizer import SPECIAL_TOKENS, Tokenizer
 
