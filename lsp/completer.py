@@ -73,6 +73,7 @@ class Request:
     invoked: bool  # the user asked (Invoked trigger); otherwise automatic
     cursor: tuple[int, int] = (0, 0)  # (line, character) as the client sent it; echoed in drafts
     request_id: int | str | None = None
+    arrived: float = field(default_factory=time.perf_counter)  # the deadline counts from here
 
 
 @dataclass
@@ -165,6 +166,7 @@ class Completer:
             steps=s.steps,
             threshold=s.threshold,
             one_line=not span.multiline,
+            created=req.arrived,
         )
         if s.stream_drafts and self.on_draft is not None:
             job.on_draft = self._draft_forwarder(req, job)

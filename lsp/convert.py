@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 from pygls.workspace import TextDocument
+
 from unmask.engine.infill import InfillDraft
 
 from .completer import Edit, Request

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcContentModified
+from pygls.exceptions import JsonRpcContentModified, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
@@ -229,6 +229,14 @@ class LspLogHandler(logging.Handler):
             pass
 
 
+class _ExpectedErrors(logging.Filter):
+    """Drops pygls' tracebacks for answers that are errors by design (superseded, stale, cancelled)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, JsonRpcContentModified | JsonRpcRequestCancelled)
+
+
 def default_log_file() -> Path:
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(state) / "unmask" / "lsp.log"
@@ -239,6 +247,7 @@ def setup_logging(server: UnmaskServer, log_file: str | None, level: str) -> Pat
     root = logging.getLogger()
     root.setLevel(level.upper())
     logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message body at info
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_ExpectedErrors())
     err = logging.StreamHandler(sys.stderr)  # stdout carries the protocol; never log there
     err.setLevel(logging.WARNING)
     err.setFormatter(fmt)

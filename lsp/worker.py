@@ -32,7 +32,7 @@ class Job:
     prefix: str
     suffix: str
     bucket: int
-    budget_ms: float  # measured from ``created``: time spent queued counts against it
+    budget_ms: float  # measured from ``created`` (the request's arrival): time spent queued counts against it
     steps: int
     threshold: float
     one_line: bool = False  # single-line mode: the engine ends the text (and its confidence) at the first newline

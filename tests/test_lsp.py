@@ -14,6 +14,7 @@ import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient
+
 from unmask.lsp import protocol as ext
 from unmask.lsp.shape import shape
 
@@ -355,10 +356,11 @@ def free_port() -> int:
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
 @pytest.mark.asyncio
-async def test_network_transports(transport):
-    """``--tcp`` and ``--ws`` serve a real client on loopback (the default host)."""
+async def test_network_transports(transport, tmp_path):
+    """``--tcp`` and ``--ws`` serve a real client on loopback (the default host); the log file is written."""
     port = free_port()
-    cmd = [sys.executable, "-m", "unmask.lsp.cli", "serve", f"--{transport}", str(port), "--log-file", ""]
+    log = tmp_path / "server.log"
+    cmd = [sys.executable, "-m", "unmask.lsp.cli", "serve", f"--{transport}", str(port), "--log-file", str(log)]
     proc = await asyncio.create_subprocess_exec(*cmd, stderr=asyncio.subprocess.PIPE)
     client = LanguageClient(configuration={})
     try:
@@ -376,6 +378,8 @@ async def test_network_transports(transport):
         items = await complete(client, uri, 9, 16)
         assert all(i.insert_text.startswith(SOURCE.split("\n")[9][:16]) for i in items)
         await client.shutdown_session()
+        text = log.read_text()
+        assert "serving" in text and "loaded and warmed up" in text
     finally:
         await client.stop()
         if proc.returncode is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lsprotocol import types
 from pygls.workspace import TextDocument
+
 from unmask.engine.infill import BLOCK_BUCKET, LINE_BUCKET
 from unmask.lsp import config, convert
 from unmask.lsp import protocol as ext
