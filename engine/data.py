@@ -228,3 +228,19 @@ def batch(examples: list[Example]) -> dict[str, np.ndarray]:
     }
     out["n_slots"] = np.array(sum(e.n_slots for e in examples))
     return out
+
+
+def batches(docs: list[str], tok: Tokenizer, seq_len: int, batch_size: int, max_spans: int, p_whole: float, seed: int):
+    """Endless training batches; t is stratified over each batch (one draw, evenly spaced)."""
+    sampler = WindowSampler(docs, chars=int(seq_len * 3.6), seed=seed)
+    rng = random.Random(seed * 7919 + 1)
+    while True:
+        base = rng.random()
+        yield batch(
+            [
+                make_example(
+                    sampler.sample(), tok, rng, seq_len, max_spans, p_whole, t=max(1e-3, (base + i / batch_size) % 1.0)
+                )
+                for i in range(batch_size)
+            ]
+        )

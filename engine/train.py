@@ -75,6 +75,26 @@ def loss_fn(model: Denoiser, b: dict[str, torch.Tensor], amp_dtype) -> tuple[tor
     return loss, n
 
 
+class _Batches(torch.utils.data.IterableDataset):
+    """Batches built in DataLoader worker processes (``--workers``), each with its own seed."""
+
+    def __init__(self, docs: list[str], tok: Tokenizer, args: argparse.Namespace, seed: int):
+        self.docs, self.tok, self.args, self.seed = docs, tok, args, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        a = self.args
+        yield from data_mod.batches(
+            self.docs,
+            self.tok,
+            a.seq_len,
+            a.batch,
+            a.max_spans,
+            a.p_whole,
+            seed=self.seed + 7 * (info.id if info else 0),
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="train the unmask denoiser")
     ap.add_argument("--out", type=Path, default=Path("runs/base"))
@@ -99,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building batches (GPU runs)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument(
@@ -170,8 +191,17 @@ def main(argv: list[str] | None = None) -> None:
 
     step_fn = torch.compile(model) if args.compile else model
     amp_dtype = torch.bfloat16 if args.bf16 else None
-    sampler = data_mod.WindowSampler(train_docs, chars=int(args.seq_len * 3.6), seed=args.seed + counters["step"])
-    rng = random.Random(args.seed * 7919 + counters["step"])
+    seed = args.seed * 100_003 + counters["step"]  # a resumed run draws fresh windows
+    loader = iter(
+        torch.utils.data.DataLoader(
+            _Batches(train_docs, tok, args, seed),
+            batch_size=None,
+            num_workers=args.workers,
+            pin_memory=args.device.startswith("cuda"),
+            prefetch_factor=4 if args.workers else None,
+            persistent_workers=bool(args.workers),
+        )
+    )
 
     # a fixed validation batch set: 4 batches, t on a grid
     vrng = random.Random(1234)
@@ -219,20 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     with progress:
         while time.time() < t_end and not (args.max_steps and counters["step"] >= args.max_steps):
             t0 = time.time()
-            base = rng.random()
-            exs = [
-                data_mod.make_example(
-                    sampler.sample(),
-                    tok,
-                    rng,
-                    args.seq_len,
-                    args.max_spans,
-                    args.p_whole,
-                    t=max(1e-3, (base + i / args.batch) % 1.0),
-                )
-                for i in range(args.batch)
-            ]
-            b = to_torch(data_mod.batch(exs), args.device)
+            b = {k: torch.as_tensor(v).to(args.device, non_blocking=True) for k, v in next(loader).items()}
             lr = args.lr * min(1.0, (counters["step"] + 1) / args.warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
