@@ -58,8 +58,12 @@ def edit(doc: TextDocument, change: types.TextDocumentContentChangeEvent, versio
     """The :class:`Edit` record of ``change``; call it before the change is applied to ``doc``."""
     if isinstance(change, types.TextDocumentContentChangePartial):
         r = change.range
+        lines = doc.lines  # split once: this runs on every keystroke
+        span = doc.position_codec.range_from_client_units(lines, r)  # client units -> code points
+        a = sum(map(len, lines[: span.start.line])) + span.start.character
+        b = a - span.start.character + sum(map(len, lines[span.start.line : span.end.line])) + span.end.character
         start, end = (r.start.line, r.start.character), (r.end.line, r.end.character)
-        return Edit(version, start, end, doc.offset_at_position(r.start), doc.text_in_client_range(r), change.text)
+        return Edit(version, start, end, a, doc.source[a:b], change.text)
     src = doc.source
     end_pos = doc.client_position_at_offset(len(src))
     return Edit(version, (0, 0), (end_pos.line, end_pos.character), 0, src, change.text)

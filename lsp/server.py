@@ -28,11 +28,13 @@ from concurrent.futures import Future
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcContentModified, JsonRpcRequestCancelled
+from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.workspace import TextDocument
 
 from . import config, convert
 from . import protocol as ext
@@ -62,9 +64,34 @@ class UnmaskProtocol(LanguageServerProtocol):
 
     def _handle_request(self, msg_id, method_name, params):
         if method_name == types.TEXT_DOCUMENT_INLINE_COMPLETION and isinstance(params, types.InlineCompletionParams):
-            doc = self.workspace.get_text_document(params.text_document.uri)
-            _arrival.set(convert.request(doc, params, msg_id))  # the handler's task copies this context
+            doc = open_document(self.workspace, params.text_document.uri)
+            if doc is not None:
+                _arrival.set(convert.request(doc, params, msg_id))  # the handler's task copies this context
         super()._handle_request(msg_id, method_name, params)
+
+    def structure_message(self, data):
+        """pygls drops a request whose params do not fit the method's type; answer it with InvalidParams."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                log.warning("malformed %s request: %s", data.get("method"), e)
+                err = JsonRpcInvalidParams(f"malformed {data['method']} params")
+                self._send_response(data["id"], error=err.to_response_error())
+                return _ANSWERED
+            raise
+
+    def handle_message(self, message):
+        if message is not _ANSWERED:
+            super().handle_message(message)
+
+
+_ANSWERED = object()  # a malformed request that already got its error response
+
+
+def open_document(ws, uri: str) -> TextDocument | None:
+    """The open document at ``uri`` (pygls would otherwise read an unopened one from disk)."""
+    return ws.text_documents.get(unquote(uri))
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
@@ -166,7 +193,9 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: UnmaskServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
         """Complete at the cursor: type-through, else the model under the deadline."""
-        doc = ls.workspace.get_text_document(params.text_document.uri)
+        doc = open_document(ls.workspace, params.text_document.uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"{params.text_document.uri} is not open (send textDocument/didOpen first)")
         req = _arrival.get() or convert.request(doc, params, ls.protocol.msg_id)  # as it was on arrival
         try:
             out = await ls.completer.complete(req, lambda: doc.version)

@@ -8,11 +8,13 @@ import asyncio
 import itertools
 import socket
 import sys
+from concurrent.futures import Future
 
 import pytest
 import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
+from pygls.protocol.json_rpc import JsonRPCRequestMessage
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from unmask.lsp import protocol as ext
@@ -324,6 +326,25 @@ async def test_bad_model_path_keeps_the_model(client: LanguageClient, tmp_path):
     await complete(client, uri, 9, 16)  # still serving, with the model it had
     assert (await stats(client))["model"].endswith("default")
     await configure(client)
+
+
+@ASYNC
+async def test_malformed_requests_get_errors(client: LanguageClient):
+    def raw(msg_id: str, params: dict) -> asyncio.Future:  # bypasses the client's own type checks
+        fut = Future()
+        client.protocol._request_futures[msg_id] = fut
+        msg = JsonRPCRequestMessage(
+            id=msg_id, method=types.TEXT_DOCUMENT_INLINE_COMPLETION, params=params, jsonrpc="2.0"
+        )
+        client.protocol._send_data(msg)
+        return asyncio.wrap_future(fut)
+
+    not_open = {"textDocument": {"uri": "file:///nowhere/x.py"}, "position": {"line": 0, "character": 0}}
+    for msg_id, params in [("bad-1", {"foo": 1}), ("bad-2", {**not_open, "context": {"triggerKind": 1}})]:
+        with pytest.raises(JsonRpcException) as e:
+            await asyncio.wait_for(raw(msg_id, params), 10)
+        assert e.value.code == -32602  # InvalidParams
+    await complete(client, open_doc(client), 9, 16)  # still serving
 
 
 @ASYNC

@@ -115,3 +115,12 @@ def test_feedback_and_stats_wire_format():
     assert ext.item_id(fb.item) == "c3" and fb.accepted_length == 1
     wire = ext.to_wire(ext.Stats())
     assert wire["modelCalls"] == 0 and wire["partiallyAccepted"] == 0 and wire["typeThrough"] == 0
+
+
+def test_edit_record_across_lines_in_utf16():
+    d = doc('a = "😋x"\nbb\ncc\n')
+    change = types.TextDocumentContentChangePartial(
+        range=types.Range(types.Position(0, 7), types.Position(2, 1)), text="Y"
+    )  # from just before "x" (the emoji counts 2 UTF-16 units) to just after the first "c"
+    e = convert.edit(d, change, 5)
+    assert e.removed == 'x"\nbb\nc' and e.offset == 6
