@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
+import subprocess
 import sys
+import time
 from concurrent.futures import Future
 
 import pytest
@@ -20,7 +23,8 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from unmask.lsp import protocol as ext
 from unmask.lsp.shape import shape
 
-SERVER = [sys.executable, "-m", "unmask.lsp.cli", "serve", "--log-file", ""]
+UNMASK = [sys.executable, "-m", "unmask.lsp.cli"]
+SERVER = [*UNMASK, "serve", "--log-file", ""]
 ASYNC = pytest.mark.asyncio(loop_scope="module")
 
 SOURCE = '''import os
@@ -238,6 +242,18 @@ async def test_stale_version_dropped(client: LanguageClient):
 
 
 @ASYNC
+async def test_event_loop_free_while_the_model_runs(client: LanguageClient):
+    await configure(client, invokedBudgetMs=1500, steps=256, threshold=1.0)
+    uri = open_doc(client)
+    fut = request_now(client, inline_params(uri, 9, 16))
+    await asyncio.sleep(0.1)  # the model is busy with it now
+    t0 = time.perf_counter()
+    await stats(client)
+    assert (time.perf_counter() - t0) < 0.1 or fut.done()  # answered between denoising steps, not after
+    await fut
+
+
+@ASYNC
 async def test_cancel_request_honoured(client: LanguageClient):
     await configure(client, invokedBudgetMs=3000, steps=256, threshold=1.0)
     uri = open_doc(client)
@@ -406,3 +422,14 @@ async def test_network_transports(transport, tmp_path):
         if proc.returncode is None:
             proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+def test_doctor(tmp_path):
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}  # its log-file check writes there
+    ok = subprocess.run([*UNMASK, "doctor"], capture_output=True, text=True, timeout=120, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "[ok  ] one completion" in ok.stdout and "all checks passed" in ok.stdout
+    bad = subprocess.run(
+        [*UNMASK, "doctor", "--model", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert bad.returncode == 1 and "model.json" in bad.stdout
