@@ -125,8 +125,25 @@ def keep_text(text: str) -> str | None:
     return None
 
 
-def build(out: Path, eval_dir: Path | None, roots: list[Path], seed: int = 0) -> dict:
-    banned = eval_shingles(eval_dir) if eval_dir and eval_dir.is_dir() else set()
+def save_shingles(shingle_set: set[int], path: Path) -> None:
+    """Store evaluation shingles (hashes only) so a machine without shared/eval can decontaminate."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.array(sorted(shingle_set), dtype=np.uint64))
+
+
+def load_shingles(path: Path) -> set[int]:
+    import numpy as np
+
+    return {int(x) for x in np.load(path)}
+
+
+def build(out: Path, eval_dir: Path | None, roots: list[Path], seed: int = 0, banned: set[int] | None = None) -> dict:
+    if banned is None:
+        banned = eval_shingles(eval_dir) if eval_dir and eval_dir.is_dir() else set()
+    if not banned:
+        raise SystemExit("no evaluation shingles: pass --eval-dir (shared/eval) or --eval-shingles to decontaminate")
     stats: dict[str, int] = {}
     seen_hashes: set[bytes] = set()
     docs = []
@@ -171,8 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("data/corpus.jsonl"))
     ap.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
+    ap.add_argument("--eval-shingles", type=Path, help="precomputed shingles (.npy) instead of --eval-dir")
+    ap.add_argument("--save-shingles", type=Path, help="write the evaluation shingles to this .npy and stop")
     args = ap.parse_args(argv)
-    stats = build(args.out, args.eval_dir, default_roots())
+    if args.save_shingles:
+        save_shingles(eval_shingles(args.eval_dir), args.save_shingles)
+        return
+    banned = load_shingles(args.eval_shingles) if args.eval_shingles else None
+    stats = build(args.out, args.eval_dir, default_roots(), banned=banned)
     print(json.dumps(stats, indent=1))
     (args.out.parent / "corpus_stats.json").write_text(json.dumps(stats, indent=1))
 

@@ -111,11 +111,15 @@ def export_onnx(model: Denoiser, out_dir: Path, quantize: bool) -> None:
 
 def export(run: Path, out: Path, quantize: bool = True, window: int = 384, max_file: int | None = MAX_FILE) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    state = torch.load(run / "weights.pt", map_location="cpu", weights_only=False)
-    cfg = ModelConfig(**state["config"])
-    model = Denoiser(cfg)
-    model.load_state_dict(state["model"])
-    save_npz(model, out / "weights.npz")
+    if (run / "weights.pt").exists():
+        state = torch.load(run / "weights.pt", map_location="cpu", weights_only=False)
+        model = Denoiser(ModelConfig(**state["config"]))
+        model.load_state_dict(state["model"])
+        save_npz(model, out / "weights.npz")
+    else:  # a run packed on another machine (pack_run): fp16 weights + counters
+        state = {"counters": json.loads((run / "counters.json").read_text())}
+        if (run / "weights.npz").resolve() != (out / "weights.npz").resolve():
+            shutil.copy(run / "weights.npz", out / "weights.npz")
     model, cfg = load_npz(out / "weights.npz")  # export exactly what ships (fp16-rounded)
     export_onnx(model, out, quantize)
     shutil.copy(run / "tokenizer.json", out / "tokenizer.json")
@@ -147,6 +151,20 @@ def export(run: Path, out: Path, quantize: bool = True, window: int = 384, max_f
         if max_file and f.is_file() and f.stat().st_size > max_file:
             raise SystemExit(f"{f} is {f.stat().st_size / 2**20:.1f} MB, over the 16 MB limit")
     return meta
+
+
+def pack_run(run: Path, dest: Path) -> None:
+    """Copy what a run needs to be exported elsewhere, each file small enough to travel (<= 16 MB):
+    fp16 EMA weights, counters, training args, log and tokenizer."""
+    dest.mkdir(parents=True, exist_ok=True)
+    state = torch.load(run / "weights.pt", map_location="cpu", weights_only=False)
+    model = Denoiser(ModelConfig(**state["config"]))
+    model.load_state_dict(state["model"])
+    save_npz(model, dest / "weights.npz")
+    (dest / "counters.json").write_text(json.dumps(state.get("counters", {})))
+    for name in ("train_meta.json", "log.jsonl", "tokenizer.json"):
+        if (run / name).exists():
+            shutil.copy(run / name, dest / name)
 
 
 def main(argv: list[str] | None = None) -> None:

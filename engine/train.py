@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copy(args.init_from / "tokenizer.json", tok_path)
     docs = ensure_corpus_and_tokenizer(args.corpus, tok_path, args.eval_dir, args.vocab)
     tok = Tokenizer.from_file(tok_path)
+    if not (out / "tokenizer.json").exists():  # the run directory carries its tokenizer (export reads it)
+        shutil.copy(tok_path, out / "tokenizer.json")
     n_val = max(20, len(docs) // 100)
     val_docs, train_docs = docs[:n_val], docs[n_val:]
 
