@@ -134,13 +134,24 @@ async def replay(args, budget_ms: int) -> dict:
         "model_calls": delta.get("modelCalls", 0),
         "server": delta,
         "budget_ms": budget_ms,
-        "model": after.get("model", ""),
+        "model": _model_label(after.get("model", "")),
     }
 
 
 async def _forward_stderr(stream) -> None:
     while line := await stream.readline():
         sys.stderr.buffer.write(line)
+
+
+def _model_label(path: str) -> str:
+    """The model directory (relative to the repo) and its training step, from its model.json."""
+    if not path:
+        return "?"
+    try:
+        step = json.loads((Path(path) / "model.json").read_text()).get("training", {}).get("step", "?")
+    except (OSError, ValueError):
+        step = "?"
+    return f"{_shown_path(path)} (training step {step})"
 
 
 def _shown_path(file: str) -> str:
@@ -185,7 +196,7 @@ def write_section(results: list[dict], command: str, note: str) -> None:
     res = results[0]
     rows = "\n".join(
         f"| {r['budget_ms']} ms | {r['keystrokes']} | {r['p50_ms']} ms | {r['p95_ms']} ms | {r['max_ms']} ms | "
-        f"{r['answered']} | {r['superseded_share']:.0%} | {r['type_through_share']:.0%} | {r['with_items']} | "
+        f"{r['answered']} | {r['superseded_share']:.1%} | {r['type_through_share']:.1%} | {r['with_items']} | "
         f"{r['model_calls']} |"
         for r in results
     )
@@ -202,7 +213,7 @@ answered `ContentModified`). One row per `latencyBudgetMs`.
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Target: p50 <= 150 ms, p95 <= 300 ms. Machine: {machine()}. Model: `{res["model"]}`. {note}
+Target: p50 <= 150 ms, p95 <= 300 ms. Machine: {machine()}. Model: {res["model"]}. {note}
 
 ```
 {command}

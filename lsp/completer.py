@@ -114,6 +114,7 @@ class Completer:
 
     def edited(self, uri: str, edit: Edit) -> None:
         self.docs.setdefault(uri, DocState()).history.append(edit)
+        self.stats.edits += 1
 
     def history(self, uri: str) -> list[Edit]:
         st = self.docs.get(uri)

@@ -75,6 +75,7 @@ class Stats:
     accepted: int = 0
     partially_accepted: int = 0
     rejected: int = 0
+    edits: int = 0  # content changes recorded in the documents' edit histories
     model: str = ""  # the loaded model directory ("" while loading or after a failure)
 
 

@@ -53,9 +53,10 @@ _arrival: contextvars.ContextVar[Request | None] = contextvars.ContextVar("unmas
 
 
 class UnmaskProtocol(LanguageServerProtocol):
-    """pygls' protocol with two additions, both at message arrival (pygls runs async handlers later):
+    """pygls' protocol with three additions, all at message arrival (pygls runs async handlers later):
 
     * each content change is recorded, with the text it replaced, before it is applied;
+    * a request whose params do not fit its method gets an InvalidParams answer (pygls sends none);
     * an inline completion request snapshots the document (text, version, cursor) as it is
       when the request arrives, so a didChange read meanwhile cannot slip under it.
     """
@@ -85,6 +86,19 @@ class UnmaskProtocol(LanguageServerProtocol):
         if message is not _ANSWERED:
             super().handle_message(message)
 
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
+        doc = open_document(self.workspace, params.text_document.uri)
+        if doc is None:
+            log.warning("didChange for %s, which is not open: ignored", params.text_document.uri)
+            return
+        for change in params.content_changes:
+            edit = convert.edit(doc, change, params.text_document.version)
+            self.workspace.update_text_document(params.text_document, change)
+            self._server.completer.edited(doc.uri, edit)
+        if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield user_handler, (params,), None
+
 
 _ANSWERED = object()  # a malformed request that already got its error response
 
@@ -92,16 +106,6 @@ _ANSWERED = object()  # a malformed request that already got its error response
 def open_document(ws, uri: str) -> TextDocument | None:
     """The open document at ``uri`` (pygls would otherwise read an unopened one from disk)."""
     return ws.text_documents.get(unquote(uri))
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
-    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
-        doc = self.workspace.get_text_document(params.text_document.uri)
-        for change in params.content_changes:
-            edit = convert.edit(doc, change, params.text_document.version)
-            self.workspace.update_text_document(params.text_document, change)
-            self._server.completer.edited(doc.uri, edit)
-        if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
-            yield user_handler, (params,), None
 
 
 class UnmaskServer(LanguageServer):

@@ -224,6 +224,7 @@ async def test_cancellation_storm_only_last_answered(client: LanguageClient):
     assert isinstance(results[-1], types.InlineCompletionList)
     after = await stats(client)
     assert after["superseded"] - before["superseded"] == 49
+    assert after["edits"] - before["edits"] == 50  # every incremental change went into the edit history
     assert after["modelCalls"] - before["modelCalls"] < 10  # queued superseded work never reaches the model
 
 
