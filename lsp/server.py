@@ -24,6 +24,7 @@ import contextvars
 import logging
 import os
 import sys
+from collections import deque
 from concurrent.futures import Future
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -245,21 +246,26 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
 
 # -- logging ----------------------------------------------------------------------------------
 class LspLogHandler(logging.Handler):
-    """Forwards records to ``window/logMessage``; safe from any thread."""
+    """Forwards records to ``window/logMessage``; safe from any thread. Records from before the
+    client connected (model loading starts first) are kept and sent with the first one after."""
 
     def __init__(self, server: UnmaskServer, level: int = logging.INFO):
         super().__init__(level)
         self.server = server
+        self.backlog: deque[types.LogMessageParams] = deque(maxlen=100)
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.backlog.append(
+            types.LogMessageParams(type=convert.message_type(record.levelno), message=self.format(record))
+        )
         loop = self.server.loop
         if loop is None or loop.is_closed():
             return
-        params = types.LogMessageParams(type=convert.message_type(record.levelno), message=self.format(record))
-        try:
-            loop.call_soon_threadsafe(self.server.window_log_message, params)
-        except RuntimeError:  # the loop closed meanwhile
-            pass
+        while self.backlog:
+            try:
+                loop.call_soon_threadsafe(self.server.window_log_message, self.backlog.popleft())
+            except (RuntimeError, IndexError):  # the loop closed meanwhile; another thread emptied it
+                return
 
 
 class _ExpectedErrors(logging.Filter):

@@ -366,6 +366,10 @@ async def test_malformed_requests_get_errors(client: LanguageClient):
 
 @ASYNC
 async def test_log_messages_reach_client(client: LanguageClient):
+    for _ in range(200):
+        if any("loaded and warmed up" in m.message for m in client.log_messages):
+            break
+        await asyncio.sleep(0.05)
     assert any("loaded and warmed up" in m.message for m in client.log_messages)
 
 
