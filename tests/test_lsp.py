@@ -330,6 +330,19 @@ async def test_invalid_settings_show_message_and_fall_back(client: LanguageClien
 
 
 @ASYNC
+async def test_settings_pulled_when_none_pushed(client: LanguageClient):
+    n = len(client.messages)
+    client.set_configuration({"steps": 0}, section="unmask")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    for _ in range(100):  # the server asks back with workspace/configuration
+        if len(client.messages) > n:
+            break
+        await asyncio.sleep(0.05)
+    assert any("steps" in m.message for m in client.messages[n:])
+    await configure(client)
+
+
+@ASYNC
 async def test_bad_model_path_keeps_the_model(client: LanguageClient, tmp_path):
     n = len(client.messages)
     await configure(client, modelPath=str(tmp_path / "nope"))
