@@ -31,6 +31,7 @@ from .tokenizer import Tokenizer
 
 LINE_BUCKET = 32  # a rest-of-line / single-line completion
 BLOCK_BUCKET = 64  # a multi-line completion
+DEFAULT_BLOCK: int | None = 4  # semi-autoregressive window (see sampler); chosen by bench/decode_study.py
 
 
 @dataclass
@@ -149,6 +150,7 @@ class Engine:
         remask: float = 0.0,
         oracle_lengths: list[int] | None = None,
         one_line: bool = False,
+        block: int | None = DEFAULT_BLOCK,
     ) -> Iterator[InfillDraft]:
         """Yield a draft per step for every hole of ``pieces`` (see module docstring).
 
@@ -182,6 +184,7 @@ class Engine:
             remask=remask,
             min_len=min_len,
             forbid=[sp.pad, sp.file, sp.sep, sp.edit],
+            block=block,
         ):
             texts, confs, mins, per_tok = [], [], [], []
             for h in range(n):

@@ -8,6 +8,12 @@ committed in parallel (at least one per span per step, the most confident, so ev
 makes progress: Fast-dLLM's threshold rule, Wu et al. 2025). With a step cap ``max_steps``
 the per-step quota is raised so all slots are committed by the last step.
 
+Semi-autoregressive order (``block``, LLaDA's block decoding): only the leftmost ``block``
+still-masked slots of a span are candidates in a step. A weak model is most confident about
+*end-of-span* at the far slots; committing those first makes it shrink every span toward
+empty (each committed eos raises the next one's probability). Left-to-right blocks make
+the span end where the text ends.
+
 Span ends: a slot committed as ``eos`` ends its span, so every later slot of that span is
 committed as ``eos`` too (pad propagation); the span's text is what precedes the first
 ``eos``.
@@ -66,12 +72,15 @@ def denoise(
     remask: float = 0.0,
     min_len: np.ndarray | None = None,
     forbid: list[int] | None = None,
+    block: int | None = None,
 ) -> Iterator[Draft]:
     """Denoise the slots of one or more spans; yield a Draft after every model call.
 
     span_of: (S,) int, the span index of each slot; slots of a span are contiguous and in
     document order. min_len: per span, slots that may not be ``eos`` (oracle length: set it
     to the span's slot count). forbid: token ids never to produce (e.g. mask, pad).
+    block: semi-autoregressive decoding; only the leftmost ``block`` open slots of a span
+    may be committed in a step (None: any slot).
     """
     t0 = time.perf_counter()
     S = len(span_of)
@@ -124,19 +133,21 @@ def denoise(
         if out_of_time or last_step:
             take = open_.copy()
         else:
-            take = open_ & (p >= threshold)
-            # at least one slot per span with open slots, more if the step cap demands it
+            take = np.zeros(S, dtype=bool)
             steps_left = max(1, max_steps - step + 1)
             for s in range(n_spans):
-                in_s = open_ & (span_of == s)
-                n_open = int(in_s.sum())
-                if n_open == 0:
+                open_s = np.where(open_ & (span_of == s))[0]  # in slot order
+                if len(open_s) == 0:
                     continue
-                quota = max(1, -(-n_open // steps_left))
-                if int((take & in_s).sum()) < quota:
-                    cand = np.where(in_s & ~take)[0]
-                    order = cand[np.argsort(-p[cand])]
-                    take[order[: quota - int((take & in_s).sum())]] = True
+                # at least one slot per span, more if the step cap demands it
+                quota = max(1, -(-len(open_s) // steps_left))
+                # semi-autoregressive: only the leftmost `block` open slots may be committed
+                eligible = open_s if block is None else open_s[: max(block, quota)]
+                chosen = eligible[p[eligible] >= threshold]
+                if len(chosen) < quota:
+                    rest = eligible[p[eligible] < threshold]
+                    chosen = np.concatenate([chosen, rest[np.argsort(-p[rest])][: quota - len(chosen)]])
+                take[chosen] = True
         slots[take] = best[take]
         conf[take] = p[take]
         committed |= take

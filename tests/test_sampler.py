@@ -118,3 +118,14 @@ def test_remask_refines_weak_tokens():
 def test_empty(S):
     drafts = list(denoise(scripted([], []), np.zeros(S, dtype=int), MASK, EOS))
     assert drafts[-1].done
+
+
+def test_block_decoding_commits_left_to_right():
+    # the far slots are the most confident (eos), but only the leftmost block may be committed
+    target = [5, 6, EOS, EOS]
+    calls: list = []
+    drafts = run(scripted(target, [0.3, 0.3, 0.99, 0.99], calls), [0] * 4, threshold=0.9, max_steps=10, block=1)
+    assert drafts[0].committed.tolist() == [True, False, False, False]
+    assert drafts[-1].tokens.tolist() == target and len(drafts) == 3  # 5, then 6, then eos ends the span
+    free = run(scripted(target, [0.3, 0.3, 0.99, 0.99]), [0] * 4, threshold=0.9, max_steps=10)
+    assert free[0].committed.tolist() == [False, False, True, True]
