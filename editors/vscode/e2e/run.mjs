@@ -215,17 +215,33 @@ async function main() {
     step('no ghost text appeared');
     return;
   }
-  result.ghost = (await ghost.allInnerTexts()).join('\n');
+  // the suggestion as VS Code draws it: the part on the cursor's line, then the lines below it
+  const drawn = await page.evaluate(() => {
+    const text = (el) => el.textContent.replace(/\u00a0/g, ' ');
+    const inline = [...document.querySelectorAll('.monaco-editor .view-line .ghost-text-decoration')].map(text);
+    const lines = new Map(); // the lines below are spans of class ghost-text, one parent per line
+    for (const span of document.querySelectorAll('.monaco-editor span.ghost-text')) {
+      const line = span.closest('.view-line') ?? span.parentElement;
+      lines.set(line, (lines.get(line) ?? '') + text(span));
+    }
+    const below = [...lines.values()];
+    return { inline: inline.join(''), below };
+  });
+  result.ghost = [drawn.inline, ...drawn.below].join('\n');
   step(`ghost text: ${JSON.stringify(result.ghost)}`);
 
   await page.keyboard.press('Tab');
   await page.waitForTimeout(500);
   await page.keyboard.press('Control+S');
+  // wait until the file on disk changed and stopped changing (a save truncates, then writes)
   const until = Date.now() + 10_000;
-  while (fs.readFileSync(file, 'utf8') === SOURCE && Date.now() < until) {
-    await page.waitForTimeout(200);
+  let saved = SOURCE;
+  for (let prev = null; Date.now() < until; prev = saved) {
+    await page.waitForTimeout(300);
+    saved = fs.readFileSync(file, 'utf8');
+    if (saved !== SOURCE && saved !== '' && saved === prev) break;
   }
-  result.saved = fs.readFileSync(file, 'utf8');
+  result.saved = saved;
   result.savedLine = result.saved.split('\n')[LINE - 1];
   await page.screenshot({ path: path.join(out, 'vscode-accepted.png') });
   step(`saved line ${LINE}: ${JSON.stringify(result.savedLine)}`);
