@@ -174,9 +174,8 @@ class Completer:
         st.job = job
         try:
             draft = await asyncio.wrap_future(self.worker.submit(job))
-        except asyncio.CancelledError:  # $/cancelRequest (or shutdown)
+        except asyncio.CancelledError:  # $/cancelRequest (or shutdown): stop the model at its next step
             job.cancel()
-            self.stats.cancelled += 1
             raise
         except ModelError as e:
             log.warning("no completion: %s", e)

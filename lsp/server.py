@@ -54,10 +54,11 @@ _arrival: contextvars.ContextVar[Request | None] = contextvars.ContextVar("unmas
 
 
 class UnmaskProtocol(LanguageServerProtocol):
-    """pygls' protocol with three additions, all at message arrival (pygls runs async handlers later):
+    """pygls' protocol with these additions, all at message arrival (pygls runs async handlers later):
 
     * each content change is recorded, with the text it replaced, before it is applied;
-    * a request whose params do not fit its method gets an InvalidParams answer (pygls sends none);
+    * a request whose params do not fit its method gets an InvalidParams answer (pygls sends none),
+      and ``$/cancelRequest`` for a request in flight is counted;
     * an inline completion request snapshots the document (text, version, cursor) as it is
       when the request arrives, so a didChange read meanwhile cannot slip under it.
     """
@@ -86,6 +87,12 @@ class UnmaskProtocol(LanguageServerProtocol):
     def handle_message(self, message):
         if message is not _ANSWERED:
             super().handle_message(message)
+
+    def _handle_cancel_notification(self, msg_id):
+        fut = self._request_futures.get(msg_id)
+        if fut is not None and not fut.done():
+            self._server.completer.stats.cancelled += 1
+        super()._handle_cancel_notification(msg_id)
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
