@@ -47,6 +47,7 @@ CONFIGS = {
     "bucket32-block4": dict(bucket=32, steps=32, threshold=0.9, block=4),
     "bucket32-block8": dict(bucket=32, steps=32, threshold=0.9, block=8),
     "bucket32-free": dict(bucket=32, steps=32, threshold=0.9, block=None),
+    "bucket16-free": dict(bucket=16, steps=32, threshold=0.9, block=None),
     "bucket32-thr0.9": dict(bucket=32, steps=32, threshold=0.9),
     "bucket16-thr0.9": dict(bucket=16, steps=32, threshold=0.9),
     "bucket32-1tok/step": dict(bucket=32, steps=32, threshold=1.01),

@@ -31,7 +31,7 @@ from .tokenizer import Tokenizer
 
 LINE_BUCKET = 32  # a rest-of-line / single-line completion
 BLOCK_BUCKET = 64  # a multi-line completion
-DEFAULT_BLOCK: int | None = 4  # semi-autoregressive window (see sampler); chosen by bench/decode_study.py
+DEFAULT_BLOCK: int | None = None  # semi-autoregressive window (see sampler); chosen by bench/decode_study.py
 
 
 @dataclass

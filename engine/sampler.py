@@ -12,7 +12,8 @@ Semi-autoregressive order (``block``, LLaDA's block decoding): only the leftmost
 still-masked slots of a span are candidates in a step. A weak model is most confident about
 *end-of-span* at the far slots; committing those first makes it shrink every span toward
 empty (each committed eos raises the next one's probability). Left-to-right blocks make
-the span end where the text ends.
+the span end where the text ends. For the same reason ``eos`` is only ever committed at
+the leftmost open slot of its span, in any order mode.
 
 Span ends: a slot committed as ``eos`` ends its span, so every later slot of that span is
 committed as ``eos`` too (pad propagation); the span's text is what precedes the first
@@ -143,6 +144,8 @@ def denoise(
                 quota = max(1, -(-len(open_s) // steps_left))
                 # semi-autoregressive: only the leftmost `block` open slots may be committed
                 eligible = open_s if block is None else open_s[: max(block, quota)]
+                # end-of-span only at the leftmost open slot: a span ends where its text ends
+                eligible = eligible[(best[eligible] != eos_id) | (eligible == open_s[0])]
                 chosen = eligible[p[eligible] >= threshold]
                 if len(chosen) < quota:
                     rest = eligible[p[eligible] < threshold]

@@ -78,9 +78,16 @@ def test_deadline_commits_everything():
 def test_eos_propagates_to_end_of_span():
     # slot 1 predicts eos confidently; slots 2-3 would predict tokens, but the span has ended
     drafts = run(scripted([5, EOS, 7, 8], [0.5, 0.99, 0.5, 0.5]), [0] * 4, threshold=0.9, max_steps=10)
-    assert drafts[0].tokens.tolist()[1:] == [EOS, EOS, EOS]
-    assert drafts[0].committed.tolist() == [False, True, True, True]
+    assert not drafts[0].committed[1], "eos waits until the slots before it are decided"
+    assert drafts[1].tokens.tolist() == [5, EOS, EOS, EOS] and drafts[1].committed.all()
     assert span_tokens(drafts[-1].tokens, np.array([0] * 4), 0, EOS) == [5]
+
+
+def test_confident_far_eos_does_not_empty_the_span():
+    # a weak model: unsure of the text, sure the far slots are end-of-span
+    drafts = run(scripted([5, 6, EOS, EOS], [0.3, 0.3, 0.99, 0.99]), [0] * 4, threshold=0.9, max_steps=10)
+    assert drafts[0].committed.tolist() == [True, False, False, False]
+    assert span_tokens(drafts[-1].tokens, np.array([0] * 4), 0, EOS) == [5, 6]
 
 
 def test_several_spans_one_batch_each_progresses():
@@ -121,11 +128,9 @@ def test_empty(S):
 
 
 def test_block_decoding_commits_left_to_right():
-    # the far slots are the most confident (eos), but only the leftmost block may be committed
-    target = [5, 6, EOS, EOS]
-    calls: list = []
-    drafts = run(scripted(target, [0.3, 0.3, 0.99, 0.99], calls), [0] * 4, threshold=0.9, max_steps=10, block=1)
+    target = [5, 6, 7, 8]
+    drafts = run(scripted(target, [0.3, 0.3, 0.99, 0.99]), [0] * 4, threshold=0.9, max_steps=10, block=1)
     assert drafts[0].committed.tolist() == [True, False, False, False]
-    assert drafts[-1].tokens.tolist() == target and len(drafts) == 3  # 5, then 6, then eos ends the span
+    assert drafts[-1].tokens.tolist() == target and len(drafts) == 4  # one slot per step, in order
     free = run(scripted(target, [0.3, 0.3, 0.99, 0.99]), [0] * 4, threshold=0.9, max_steps=10)
-    assert free[0].committed.tolist() == [False, False, True, True]
+    assert free[0].committed.tolist() == [False, False, True, True]  # confident slots anywhere
