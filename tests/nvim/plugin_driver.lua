@@ -9,7 +9,7 @@
 -- UNMASK_TYPE (text typed there), UNMASK_RESULT (JSON output path), UNMASK_SETUP (JSON options
 -- for setup()). `unmask` must be on PATH.
 local env = vim.env
-local result = { responses = {}, drafts = {}, steps = {} }
+local result = { responses = {}, drafts = {}, injected = {}, steps = {} }
 
 local function finish(err)
   result.error = err or vim.NIL
@@ -105,7 +105,7 @@ local function test()
     callback = function(ev)
       local d = ev.data
       local m = marks(d.bufnr, require('unmask.drafts').ns)
-      table.insert(result.drafts, {
+      table.insert(result.injecting and result.injected or result.drafts, {
         step = d.step,
         text = d.text,
         done = d.done,
@@ -172,6 +172,23 @@ local function test()
     result.accepted = after.accepted - before.accepted
     table.insert(result.steps, 'accepted')
   end
+  -- drafts as the server streams them (injected: how many steps the real model takes varies)
+  local cursor = vim.api.nvim_win_get_cursor(0)
+  result.inject_at = { cursor[1] - 1, cursor[2] }
+  result.injecting = true
+  for i, text in ipairs({ 'le', 'len(p', 'len(path)\n        x', 'len(path)' }) do
+    require('unmask.drafts').handler(nil, {
+      textDocument = { uri = vim.uri_from_bufnr(bufnr), version = require('unmask.util').version(bufnr) },
+      position = { line = cursor[1] - 1, character = cursor[2] },
+      requestId = 1,
+      step = i,
+      text = text,
+      confidence = 0.5,
+      elapsedMs = 10 * i,
+      done = i == 4,
+    }, { client_id = client.id })
+  end
+  result.injecting = false
   vim.cmd('stopinsert')
   sleep(50)
 
