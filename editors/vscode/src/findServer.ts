@@ -2,6 +2,7 @@
 // environment, else the workspace's .venv / venv. On failure, a message that says how to fix it.
 // No `vscode` import, so the unit tests run in plain Node.
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 export interface Found {
@@ -38,7 +39,7 @@ export function findServer(where: Where): Found | Missing {
   const names = where.windows ? ['unmask.exe', 'unmask.cmd', 'unmask'] : ['unmask'];
   const bin = where.windows ? 'Scripts' : 'bin';
   if (where.serverPath.trim() !== '') {
-    const p = where.serverPath.trim();
+    const p = where.serverPath.trim().replace(/^~(?=$|[\\/])/, os.homedir());
     return executable(p)
       ? { command: p, source: 'unmask.serverPath' }
       : { error: `unmask: "unmask.serverPath" is ${p}, which is not an executable file. ${INSTALL_HINT}` };

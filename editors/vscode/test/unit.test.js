@@ -27,6 +27,14 @@ test('finds unmask: configured path, then PATH, then the interpreter, then .venv
   const configured = fakeExe(path.join(tmp, 'cfg'));
   const base = { serverPath: '', workspaceFolders: [path.join(tmp, 'ws')], envPath: '' };
   assert.equal(findServer({ ...base, serverPath: configured }).command, configured);
+  const home = fs.mkdtempSync(path.join(os.homedir(), '.unmask-find-'));
+  try {
+    const inHome = fakeExe(path.join(home, 'bin'));
+    const tilde = '~/' + path.relative(os.homedir(), inHome);
+    assert.equal(findServer({ ...base, serverPath: tilde }).command, inHome);
+  } finally {
+    fs.rmSync(home, { recursive: true });
+  }
   assert.equal(findServer({ ...base, envPath: path.join(tmp, 'pathdir') }).command, onPath);
   assert.equal(findServer({ ...base, pythonInterpreter: interp }).command, inInterp);
   assert.equal(findServer({ ...base, pythonInterpreter: 'python' }).command, inVenv);
