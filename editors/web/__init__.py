@@ -1,0 +1,1 @@
+"""The browser playground (``unmask playground``): see playground.py."""
