@@ -43,9 +43,9 @@ def count_lines(path):
 def main():
     total = 0
     for path in find_python_files("."):
-        total +=
+        tota
 '''
-LINE = SOURCE.count("\n")  # the last line, "        total +="
+LINE = SOURCE.count("\n")  # the last line, "        tota": the test types "l" at its end
 
 
 def nvim_binaries() -> dict[str, str | None]:
@@ -73,7 +73,7 @@ def run_nvim(nvim: str, tmp: Path, setup: dict) -> dict:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # `unmask` on PATH
         "UNMASK_FILE": str(src),
         "UNMASK_LINE": str(LINE),
-        "UNMASK_TYPE": " ",
+        "UNMASK_TYPE": "l",
         "UNMASK_RESULT": str(out),
         "UNMASK_SETUP": json.dumps(setup),
         "XDG_CONFIG_HOME": str(tmp / "config"),  # no user config, no other plugins
@@ -108,7 +108,10 @@ def session(request, tmp_path_factory):
     nvim = nvim_binaries()[request.param]
     if nvim is None:
         pytest.skip(f"no Neovim {request.param} binary")
-    res = run_nvim(nvim, tmp_path_factory.mktemp(f"nvim{request.param}"), {"settings": {"minConfidence": 0}})
+    settings = {"minConfidence": 0}
+    if os.environ.get("UNMASK_TEST_MODEL"):  # another model directory, through the modelPath setting
+        settings["modelPath"] = os.environ["UNMASK_TEST_MODEL"]
+    res = run_nvim(nvim, tmp_path_factory.mktemp(f"nvim{request.param}"), {"settings": settings})
     assert res["error"] is None, f"{res['error']}\nsteps: {res.get('steps')}\nserver log:\n{res['server_log']}"
     assert res["nvim"].startswith(request.param)
     assert res["renderer"] == ("native" if request.param == "0.12" else "extmarks")
@@ -134,7 +137,7 @@ def test_ghost_text_appears_and_tab_accepts_it(session):
     assert res["ghost"] == item["insertText"][len(typed) :]
     assert (res["ghost_row"], res["ghost_col"]) == (LINE - 1, len(typed))
     # <Tab> writes it into the buffer and tells the server it was accepted
-    lines = SOURCE.split("\n")
+    lines = SOURCE.split("\n")[:-1]  # the buffer's lines (the file ends with a newline)
     assert res["buffer"] == lines[: LINE - 1] + item["insertText"].split("\n") + lines[LINE:]
     assert res["accepted"] == 1
 

@@ -39,6 +39,8 @@ def test_playground_streams_drafts_and_tab_accepts(tmp_path):
         "CHROMIUM": CHROMIUM,
         "XDG_STATE_HOME": str(tmp_path / "state"),  # the server's log
     }
+    if os.environ.get("UNMASK_TEST_MODEL"):  # another model directory (playground.py --model)
+        env["UNMASK_MODEL"] = os.environ["UNMASK_TEST_MODEL"]
     proc = subprocess.run(["node", "e2e.mjs"], cwd=WEB, env=env, capture_output=True, text=True, timeout=400)
     res = json.loads((ARTIFACTS / "playground-result.json").read_text())
     assert res["error"] is None, f"{res['error']}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"

@@ -3,7 +3,8 @@
 // of the sample, and records the live drafts, the ghost text, and the text after Tab.
 // Writes result.json and playground.png to $UNMASK_ARTIFACTS; always stops what it started.
 //
-// Environment: UNMASK_PYTHON (interpreter with unmask installed), UNMASK_ARTIFACTS, CHROMIUM.
+// Environment: UNMASK_PYTHON (interpreter with unmask installed), UNMASK_ARTIFACTS, CHROMIUM,
+// UNMASK_MODEL (a model directory other than the shipped one).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,7 +23,8 @@ let server;
 let browser;
 
 async function main() {
-  server = spawn(process.env.UNMASK_PYTHON ?? 'python3', [path.join(here, 'playground.py'), '--port', '0'], {
+  const model = process.env.UNMASK_MODEL ? ['--model', process.env.UNMASK_MODEL] : [];
+  server = spawn(process.env.UNMASK_PYTHON ?? 'python3', [path.join(here, 'playground.py'), '--port', '0', ...model], {
     detached: true,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -58,8 +60,9 @@ async function main() {
   step(`status: ${result.status}`);
 
   await page.locator('.monaco-editor .view-lines').click();
-  await page.keyboard.press('Control+End');
-  await page.keyboard.type('len(');
+  await page.keyboard.press('Control+End'); // after "        total += ": make it "        total"
+  for (let i = 0; i < 5; i++) await page.keyboard.press('Backspace');
+  await page.keyboard.type('l');
   const ghost = page.locator('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text');
   let shown = false;
   for (let attempt = 0; attempt < 3 && !shown; attempt++) {

@@ -47,9 +47,9 @@ def count_lines(path):
 def main():
     total = 0
     for path in find_python_files("."):
-        total +=
+        tota
 `;
-const LINE = 22; // 1-based: "        total +="
+const LINE = 22; // 1-based: "        tota", where the test types "l"
 
 function freePort() {
   return new Promise((resolve) => {
@@ -191,13 +191,13 @@ async function main() {
   result.statusReady = (await ready.first().innerText()).trim();
   step('status bar: model loaded');
 
-  // go to the end of line 22 and type a space: VS Code asks for an inline completion
+  // go to the end of line 22 and type: VS Code asks for an inline completion
   await page.locator('.monaco-editor .view-lines').first().click();
   await page.keyboard.press('Control+G');
   await page.keyboard.type(String(LINE));
   await page.keyboard.press('Enter');
   await page.keyboard.press('End');
-  await page.keyboard.type(' ');
+  await page.keyboard.type('l');
   const ghost = page.locator('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text');
   let shown = false;
   for (let attempt = 0; attempt < 3 && !shown; attempt++) {
