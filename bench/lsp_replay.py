@@ -251,7 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     if args.write:
-        shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]
+        given = list(argv if argv is not None else sys.argv[1:])
+        if "--note" in given:  # the note is prose for the page, not part of the command
+            i = given.index("--note")
+            del given[i : i + 2]
+        shown = [a for a in given if a != "--write"]
         write_section(results, "python bench/lsp_replay.py " + subprocess.list2cmdline(shown), args.note)
 
 
