@@ -199,11 +199,12 @@ async def test_utf16_positions(client: LanguageClient):
     await configure(client)
     text = 'name = "😋é"  # ünïcode\nvalue = name + "😋" + '
     uri = open_doc(client, text)
-    # the cursor after '"😋" + ' is 17 UTF-16 units in (the emoji counts 2)
-    items = await complete(client, uri, 1, 20)
-    for item in items:
-        assert item.range.end == types.Position(1, 20)
-        assert item.insert_text.startswith('value = name + "😋" + ')
+    line = text.split("\n")[1]
+    # the emoji is 2 UTF-16 units: the end of line 1 is character 22, the space after '"' is 20
+    for char, typed in [(22, line), (20, 'value = name + "😋" ')]:
+        for item in await complete(client, uri, 1, char):
+            assert item.range.end == types.Position(1, char)
+            assert item.insert_text.startswith(typed)
 
 
 @ASYNC
