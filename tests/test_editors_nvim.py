@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "editors" / "nvim"
@@ -107,7 +108,7 @@ VERSIONS = ["0.12", "0.11"]
 def session(request, tmp_path_factory):
     nvim = nvim_binaries()[request.param]
     if nvim is None:
-        pytest.skip(f"no Neovim {request.param} binary")
+        skip_unless_ci(f"no Neovim {request.param} binary")
     settings = {"minConfidence": 0}
     if os.environ.get("UNMASK_TEST_MODEL"):  # another model directory, through the modelPath setting
         settings["modelPath"] = os.environ["UNMASK_TEST_MODEL"]
@@ -128,7 +129,7 @@ def test_ghost_text_appears_and_tab_accepts_it(session):
     res = session
     assert res["mode"].startswith("i")
     if res.get("no_items"):
-        pytest.skip(f"the model answered nothing at the cursor (model {res['model']}): {res['responses'][-3:]}")
+        skip_unless_ci(f"the model answered nothing at the cursor (model {res['model']}): {res['responses'][-3:]}")
     item = _answered(res)
     assert item is not None, res["responses"]
     typed = res["line_before"]
@@ -195,7 +196,7 @@ def _nvim_cmds(tmp: Path, *cmds: str, path: str = "") -> subprocess.CompletedPro
     """Run ex commands in a headless Neovim 0.11 with the plugin on 'runtimepath' (no server)."""
     nvim = nvim_binaries()["0.11"] or nvim_binaries()["0.12"]
     if nvim is None:
-        pytest.skip("no Neovim binary")
+        skip_unless_ci("no Neovim binary")
     env = {**os.environ, "PATH": path, "XDG_CONFIG_HOME": str(tmp / "c"), "XDG_STATE_HOME": str(tmp / "s")}
     args = [nvim, "--headless", "--clean", "-n", "--cmd", f"set rtp+={PLUGIN}"]
     for c in cmds:

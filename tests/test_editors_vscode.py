@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "editors" / "vscode"
@@ -30,9 +31,9 @@ def _npm(*args: str, cwd: Path = EXT, timeout: int = 300) -> subprocess.Complete
 
 def _need_node_modules() -> None:
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
+        skip_unless_ci("npm is not installed")
     if not (EXT / "node_modules" / "vscode-languageclient").is_dir():
-        pytest.skip("editors/vscode/node_modules is missing: run editors/ci-setup.sh")
+        skip_unless_ci("editors/vscode/node_modules is missing: run editors/ci-setup.sh")
 
 
 def test_extension_unit_checks():
@@ -64,9 +65,9 @@ def test_vsix_holds_the_extension_and_its_client_library(vsix):
 @pytest.mark.slow
 def test_code_server_ghost_text_tab_accepts_and_saves(vsix):
     if not (E2E / "node_modules" / "code-server" / "out" / "node" / "entry.js").is_file():
-        pytest.skip("code-server is not installed in editors/vscode/e2e: run editors/ci-setup.sh")
+        skip_unless_ci("code-server is not installed in editors/vscode/e2e: run editors/ci-setup.sh")
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no chromium at {CHROMIUM}: apt-get install chromium")
+        skip_unless_ci(f"no chromium at {CHROMIUM}: apt-get install chromium")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "result.json").unlink(missing_ok=True)
     env = {
@@ -85,7 +86,7 @@ def test_code_server_ghost_text_tab_accepts_and_saves(vsix):
     assert "unmask" in res["statusReady"]  # the status bar says the model is loaded
     assert (ARTIFACTS / "vscode-ghost.png").is_file()
     if res.get("noGhost"):
-        pytest.skip("the model answered nothing at the cursor (screenshot in editors/artifacts)")
+        skip_unless_ci("the model answered nothing at the cursor (screenshot in editors/artifacts)")
     typed, line = "        total", 22  # the line run.mjs typed on
     ghost = res["ghost"].split("\n")  # as drawn: the part after the cursor, then the lines below
     assert ghost[0].strip(), res

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "editors" / "web"
@@ -25,9 +26,9 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 @pytest.mark.slow
 def test_playground_streams_drafts_and_tab_accepts(tmp_path):
     if shutil.which("node") is None or not (WEB / "node_modules" / "monaco-editor").is_dir():
-        pytest.skip("editors/web/node_modules is missing: run editors/ci-setup.sh")
+        skip_unless_ci("editors/web/node_modules is missing: run editors/ci-setup.sh")
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no chromium at {CHROMIUM}: apt-get install chromium")
+        skip_unless_ci(f"no chromium at {CHROMIUM}: apt-get install chromium")
     build = subprocess.run(["node", "build.mjs"], cwd=WEB, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,6 @@ def test_playground_streams_drafts_and_tab_accepts(tmp_path):
     assert res["drafts"] and "step 1" in res["drafts"][0]  # the denoising steps were listed live
     assert (ARTIFACTS / "playground.png").is_file()
     if res.get("noGhost"):
-        pytest.skip("the model answered nothing at the cursor (screenshot in editors/artifacts)")
+        skip_unless_ci("the model answered nothing at the cursor (screenshot in editors/artifacts)")
     assert res["ghost"].strip()
     assert res["after"] != res["before"] and res["ghost"] in res["after"]  # Tab inserted the suggestion
