@@ -53,7 +53,7 @@ def position(text: str, offset: int) -> types.Position:
     return types.Position(line=line, character=len(col_text.encode("utf-16-le")) // 2)
 
 
-async def replay(args, budget_ms: int) -> dict:
+async def replay(args, budget_ms: int, min_confidence: float) -> dict:
     src = Path(args.file).read_text(encoding="utf-8")
     doc, region, offset = session(src, args.start_line, args.lines)
     if args.max_keys:
@@ -68,7 +68,7 @@ async def replay(args, budget_ms: int) -> dict:
         cmd += ["--model", args.model]
     await client.start_io(*cmd)
     drain = asyncio.create_task(_forward_stderr(client._server.stderr))  # an undrained pipe blocks the server
-    options = {"latencyBudgetMs": budget_ms, "minConfidence": args.min_confidence}
+    options = {"latencyBudgetMs": budget_ms, "minConfidence": min_confidence}
     await client.initialize_async(
         types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options=options)
     )
@@ -134,6 +134,7 @@ async def replay(args, budget_ms: int) -> dict:
         "model_calls": delta.get("modelCalls", 0),
         "server": delta,
         "budget_ms": budget_ms,
+        "min_confidence": min_confidence,
         "model": _model_label(after.get("model", "")),
     }
 
@@ -195,7 +196,8 @@ def write_section(results: list[dict], command: str, note: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     res = results[0]
     rows = "\n".join(
-        f"| {r['budget_ms']} ms | {r['keystrokes']} | {r['p50_ms']} ms | {r['p95_ms']} ms | {r['max_ms']} ms | "
+        f"| {r['budget_ms']} ms | {r['min_confidence']} | {r['keystrokes']} | "
+        f"{r['p50_ms']} ms | {r['p95_ms']} ms | {r['max_ms']} ms | "
         f"{r['answered']} | {r['superseded_share']:.1%} | {r['type_through_share']:.1%} | {r['with_items']} | "
         f"{r['model_calls']} |"
         for r in results
@@ -207,10 +209,10 @@ A real LSP client (pygls) drives `unmask serve` over stdio: it retypes {res["key
 `{res["file"]}`, a keystroke every 80-150 ms, each one a `didChange` plus an automatic
 `textDocument/inlineCompletion`, without waiting for answers. Latency is request sent to response
 received, over the requests answered (the others were superseded by the next keystroke and
-answered `ContentModified`). One row per `latencyBudgetMs`.
+answered `ContentModified`). One row per `latencyBudgetMs` (budget) and `minConfidence`.
 
-| latencyBudgetMs | keystrokes | p50 | p95 | max | answered | superseded | type-through | with an item | model calls |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| budget | minConfidence | keys | p50 | p95 | max | answered | superseded | type-through | with an item | model calls |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
 Target: p50 <= 150 ms, p95 <= 300 ms. Machine: {machine()}. Model: {res["model"]}. {note}
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-ms", type=float, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget-ms", default="250", help="latencyBudgetMs sent to the server; a comma list runs each")
-    ap.add_argument("--min-confidence", type=float, default=0.4)
+    ap.add_argument("--min-confidence", default="0.4", help="minConfidence sent to the server; a comma list runs each")
     ap.add_argument("--model", help="model directory (default: the shipped model)")
     ap.add_argument("--log-file", default="", help="server log file ('' for none)")
     ap.add_argument("--json", help="also write the results here")
@@ -245,9 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     results = []
     for budget in [int(b) for b in str(args.budget_ms).split(",")]:
-        res = asyncio.run(replay(args, budget))
-        print(json.dumps(res, indent=1), flush=True)
-        results.append(res)
+        for conf in [float(c) for c in str(args.min_confidence).split(",")]:
+            res = asyncio.run(replay(args, budget, conf))
+            print(json.dumps(res, indent=1), flush=True)
+            results.append(res)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     if args.write:
