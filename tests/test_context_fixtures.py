@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from unmask.context import LANGUAGES, ParsedDocument, extract_tags, select_span
 
 FIXTURES = Path(__file__).parent / "fixtures"

