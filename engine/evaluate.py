@@ -8,7 +8,9 @@ with the span length predicted by the model (end-of-span) or given (oracle: the
 canonical solution's token count), plus a quality-vs-steps table and latency.
 
 Single-line tasks are decoded in *line mode*: the completion ends at its first newline,
-as an editor's single-line suggestion does.
+as an editor's single-line suggestion does. Where the hole is whole lines (single- and
+multi-line sets), a completion that stops without a final newline gets one, as the editor
+does when it accepts a whole-line suggestion before the next line.
 
 It knows the engine's API and the task format; nothing about LSP.
 """
@@ -104,7 +106,10 @@ def complete(
             budget_ms=budget_ms,
             one_line=which == "single",
         )
-    return d.text, d.ms, d.step
+    text = d.text
+    if which != "random" and text and not text.endswith("\n") and task["prompt"].endswith("\n"):
+        text += "\n"  # the hole is whole lines: a line the model ended without its newline still ends
+    return text, d.ms, d.step
 
 
 def evaluate(
