@@ -56,7 +56,7 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def pick_span(lines: list[str], starts: list[int], rng: random.Random) -> tuple[int, int] | None:
+def pick_span(lines: list[str], starts: list[int], rng: random.Random) -> tuple[int, int]:
     """One span as a (start, end) character range in the window text."""
     n = len(lines)
     kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
@@ -125,10 +125,7 @@ def make_example(
     starts = list(np.cumsum([0] + [len(x) for x in lines[:-1]]))
     spans: list[tuple[int, int]] = []
     for _ in range(rng.randint(1, max_spans)):
-        sp_ = pick_span(lines, starts, rng)
-        if sp_ is None:
-            continue
-        a, b = sp_
+        a, b = pick_span(lines, starts, rng)
         if all(b + 1 <= c or a >= d + 1 for c, d in spans):
             spans.append((a, b))
     spans.sort()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .runtime import Backend, ModelInfo, load_backend
+from .runtime import Backend, load_backend
 from .sampler import denoise, span_tokens
 from .tokenizer import Tokenizer
 
@@ -77,10 +77,6 @@ class Engine:
         self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
         self._cache: OrderedDict[tuple, object] = OrderedDict()
         self._cache_size = cache_size
-
-    @classmethod
-    def from_info(cls, info: ModelInfo, kind: str = "onnx") -> Engine:
-        return cls({"type": kind, "path": str(info.path)})
 
     # -- context packing -------------------------------------------------------------------
     def prepare(self, pieces: list[str], buckets: list[int]) -> Prepared:

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from unmask.lsp.shape import auto_bucket
+
 DEMO_PREFIX = '''import os
 
 
@@ -58,19 +60,6 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=32, help="denoising step cap")
     p.add_argument("--threshold", type=float, default=0.9, help="commit slots at least this confident")
     p.add_argument("--budget-ms", type=float, default=None, help="deadline per completion (anytime decoding)")
-
-
-def auto_bucket(prefix: str, suffix: str) -> int:
-    """A line or a block, from the text alone (the LSP uses the syntax tree instead)."""
-    from unmask.engine.infill import BLOCK_BUCKET, LINE_BUCKET
-
-    line = prefix[prefix.rfind("\n") + 1 :]
-    rest = suffix.split("\n", 1)[0]
-    if not rest.strip() and line.rstrip().endswith((":", "{", "(", "[")):
-        return BLOCK_BUCKET
-    if not line.strip() and not rest.strip():
-        return BLOCK_BUCKET
-    return LINE_BUCKET
 
 
 def cmd_infill(args) -> None:

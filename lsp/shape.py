@@ -1,7 +1,7 @@
 """What to ask the model for at a cursor, and how to turn its answer into a suggestion.
 
 * :func:`choose_span` picks the span: one line or a block. It is the single place that
-  decides; today it asks :func:`unmask.lsp.cli.auto_bucket` (text around the cursor), later the
+  decides; today it asks :func:`auto_bucket` (text around the cursor), later the
   tree-sitter span selection from :mod:`unmask.context` slots in here.
 * :func:`shape` turns a raw span text into what is shown: cut at the first newline in
   single-line mode, never repeat what the suffix already holds, drop empty answers.
@@ -26,11 +26,22 @@ class Span:
     multiline: bool
 
 
+def auto_bucket(prefix: str, suffix: str) -> int:
+    """A line or a block, from the text alone (until the tree-sitter span selection is wired in)."""
+    from unmask.engine.infill import BLOCK_BUCKET, LINE_BUCKET
+
+    line = prefix[prefix.rfind("\n") + 1 :]
+    rest = suffix.split("\n", 1)[0]
+    if not rest.strip() and line.rstrip().endswith((":", "{", "(", "[")):
+        return BLOCK_BUCKET
+    if not line.strip() and not rest.strip():
+        return BLOCK_BUCKET
+    return LINE_BUCKET
+
+
 def choose_span(prefix: str, suffix: str, language_id: str | None = None) -> Span:
     """Single line or block for a cursor between ``prefix`` and ``suffix`` (the one swappable choice)."""
     from unmask.engine.infill import LINE_BUCKET
-
-    from .cli import auto_bucket
 
     bucket = auto_bucket(prefix, suffix)
     return Span(bucket, multiline=bucket != LINE_BUCKET)
