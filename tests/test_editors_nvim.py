@@ -17,35 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import samples
 from conftest import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "editors" / "nvim"
 DRIVER = Path(__file__).parent / "nvim" / "plugin_driver.lua"
 
-SOURCE = '''import os
-
-
-def find_python_files(root):
-    """Return the paths of all .py files below root, sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            if name.endswith(".py"):
-                found.append(os.path.join(dirpath, name))
-    return sorted(found)
-
-
-def count_lines(path):
-    with open(path) as f:
-        return sum(1 for _ in f)
-
-
-def main():
-    total = 0
-    for path in find_python_files("."):
-        tota
-'''
+SOURCE = samples.MAIN_HEAD + "        tota\n"
 LINE = SOURCE.count("\n")  # the last line, "        tota": the test types "l" at its end
 
 

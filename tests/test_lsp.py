@@ -15,6 +15,7 @@ from concurrent.futures import Future
 
 import pytest
 import pytest_lsp
+import samples
 from conftest import skip_unless_ci
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
@@ -28,23 +29,7 @@ UNMASK = [sys.executable, "-m", "unmask.lsp.cli"]
 SERVER = [*UNMASK, "serve", "--log-file", ""]
 ASYNC = pytest.mark.asyncio(loop_scope="module")
 
-SOURCE = '''import os
-
-
-def find_python_files(root):
-    """Return the paths of all .py files below root, sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            if name.endswith(".py"):
-                found.append(os.path.join(dirpath, name))
-    return sorted(found)
-
-
-def count_lines(path):
-    with open(path) as f:
-        return sum(1 for _ in f)
-'''
+SOURCE = samples.PYTHON
 # cursors (line, character) where a completion is asked for: ends of lines and empty lines
 CURSORS = [(15, 8), (9, 16), (6, 4), (14, 4), (5, 14)]
 _uris = itertools.count()

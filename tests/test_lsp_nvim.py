@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import samples
 from conftest import skip_unless_ci
 
 HERE = Path(__file__).parent / "nvim"
@@ -25,29 +26,7 @@ def nvim_012() -> str | None:
     return str(exe) if exe.is_file() else None
 
 
-SOURCE = '''import os
-
-
-def find_python_files(root):
-    """Return the paths of all .py files below root, sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            if name.endswith(".py"):
-                found.append(os.path.join(dirpath, name))
-    return sorted(found)
-
-
-def count_lines(path):
-    with open(path) as f:
-        return sum(1 for _ in f)
-
-
-def main():
-    total = 0
-    for path in find_python_files("."):
-        total +=
-'''
+SOURCE = samples.MAIN_HEAD + "        total +=\n"
 
 
 @pytest.mark.slow
