@@ -227,17 +227,101 @@ def batch(examples: list[Example]) -> dict[str, np.ndarray]:
     return out
 
 
-def batches(docs: list[str], tok: Tokenizer, seq_len: int, batch_size: int, max_spans: int, p_whole: float, seed: int):
-    """Endless training batches; t is stratified over each batch (one draw, evenly spaced)."""
-    sampler = WindowSampler(docs, chars=int(seq_len * 3.6), seed=seed)
+def make_edit_example(text: str, tok: Tokenizer, rng: random.Random, seq_len: int, t: float) -> Example | None:
+    """An edit-propagation example (see :mod:`unmask.engine.edits`), or None when ``text`` has none."""
+    from .edits import assemble, synthesize
+
+    got = synthesize(text, rng)
+    if got is None:
+        return None
+    lay = assemble(tok, got[0], got[1], seq_len, lambda n: bucket_for(n, rng))
+    if lay is None:
+        return None
+    ctx_ids, ctx_pos, slot_pos, slot_tgt, _ = lay
+    tgt = np.array(slot_tgt, dtype=np.int64)
+    masked = np.array([rng.random() < t for _ in slot_tgt])
+    if not masked.any():
+        masked[rng.randrange(len(masked))] = True
+    C = len(ctx_ids)
+    ids = np.concatenate([ctx_ids, np.where(masked, tok.specials.mask, tgt)])
+    pos = np.concatenate([ctx_pos, slot_pos])
+    target = np.concatenate([np.full(C, -1), np.where(masked, tgt, -1)])
+    weight = np.concatenate([np.zeros(C), masked / t])
+    return _finish(ids, pos, np.arange(len(ids)) < C, target, weight, len(slot_tgt), seq_len, tok.specials.pad)
+
+
+FIM_TOKENS = ("<|reserved_0|>", "<|reserved_1|>", "<|reserved_2|>")  # fim prefix / suffix / middle (AR baseline)
+
+
+def fim_ids(tok: Tokenizer) -> tuple[int, int, int]:
+    ids = tuple(tok.hf.token_to_id(t) for t in FIM_TOKENS)
+    if None in ids:
+        raise ValueError("tokenizer lacks the reserved tokens used as FIM markers")
+    return ids  # type: ignore[return-value]
+
+
+def fim_sequence(tok: Tokenizer, prefix: list[int], suffix: list[int]) -> list[int]:
+    """Prefix-suffix-middle layout (Bavarian et al. 2022); the middle and ``eos`` follow."""
+    pre, suf, mid = fim_ids(tok)
+    return [pre, *prefix, suf, *suffix, mid]
+
+
+def make_fim_example(text: str, tok: Tokenizer, rng: random.Random, seq_len: int, p_fim: float = 0.9) -> Example:
+    """An autoregressive example: FIM (PSM) with one span from :func:`pick_span`, else plain left-to-right.
+
+    Every position is a causal "slot" predicting the next token (loss everywhere, weight 1).
+    """
+    sp = tok.specials
+    if rng.random() < p_fim:
+        lines = text.splitlines(keepends=True) or [text]
+        starts = list(np.cumsum([0] + [len(x) for x in lines[:-1]]))
+        a, b = pick_span(lines, starts, rng)
+        pre, mid, suf = tok.encode_batch([text[:a], text[a:b], text[b:]])
+        mid = mid[:64] + [sp.eos]
+        room = seq_len - 3 - len(mid)
+        keep_suf = min(len(suf), room // 3 if len(pre) > room - room // 3 else room - len(pre))
+        suf = suf[:keep_suf]
+        pre = pre[max(0, len(pre) - (room - len(suf))) :]
+        seq = fim_sequence(tok, pre, suf) + mid
+    else:
+        seq = [sp.file, *tok.encode(text)][:seq_len]
+    ids = np.array(seq, dtype=np.int64)
+    L = len(ids)
+    target = np.concatenate([ids[1:], [-1]])
+    weight = (target >= 0).astype(np.float32)
+    return _finish(ids, np.arange(L), np.zeros(L, bool), target, weight, int(weight.sum()), seq_len, sp.pad)
+
+
+def batches(
+    docs: list[str],
+    tok: Tokenizer,
+    seq_len: int,
+    batch_size: int,
+    max_spans: int,
+    p_whole: float,
+    seed: int,
+    p_edit: float = 0.0,
+    objective: str = "mdlm",
+):
+    """Endless training batches; t is stratified over each batch (one draw, evenly spaced).
+
+    objective "mdlm": span infilling (+ ``p_edit`` edit-propagation examples); "fim": the
+    autoregressive baseline's causal FIM examples.
+    """
+    chars = int(seq_len * 3.6)
+    sampler = WindowSampler(docs, chars=chars, seed=seed)
+    long_sampler = WindowSampler(docs, chars=chars * 3, seed=seed + 1)
     rng = random.Random(seed * 7919 + 1)
     while True:
         base = rng.random()
-        yield batch(
-            [
-                make_example(
-                    sampler.sample(), tok, rng, seq_len, max_spans, p_whole, t=max(1e-3, (base + i / batch_size) % 1.0)
-                )
-                for i in range(batch_size)
-            ]
-        )
+        exs = []
+        for i in range(batch_size):
+            if objective == "fim":
+                exs.append(make_fim_example(sampler.sample(), tok, rng, seq_len))
+                continue
+            t = max(1e-3, (base + i / batch_size) % 1.0)
+            ex = None
+            if rng.random() < p_edit:
+                ex = make_edit_example(long_sampler.sample(), tok, rng, seq_len, t)
+            exs.append(ex or make_example(sampler.sample(), tok, rng, seq_len, max_spans, p_whole, t=t))
+        yield batch(exs)

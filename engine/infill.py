@@ -160,6 +160,64 @@ class Engine:
             buckets = [max(1, int(x)) for x in oracle_lengths]
         buckets = buckets or [LINE_BUCKET] * n
         prep = self.prepare(pieces, buckets)
+        min_len = np.array(buckets) if oracle_lengths is not None else None
+        return self._decode(
+            prep,
+            t0,
+            budget_ms=budget_ms,
+            steps=steps,
+            threshold=threshold,
+            remask=remask,
+            min_len=min_len,
+            one_line=one_line,
+            block=block,
+        )
+
+    def prepare_edit(self, history: str, segments: list) -> Prepared:
+        """Layout of a next-edit request: the edit history, then file excerpts with holes (see ``edits``).
+
+        Holes that do not fit the window are left out: ``len(result.buckets)`` says how many fitted
+        (the first ones, in order).
+        """
+        from .edits import assemble
+
+        lay = assemble(self.tok, history, segments, self.window, lambda n: LINE_BUCKET)
+        if lay is None:
+            raise ValueError("no hole fits the model window")
+        ctx_ids, ctx_pos, slot_pos, _, span_of = lay
+        n = span_of[-1] + 1
+        buckets = [span_of.count(h) for h in range(n)]
+        return Prepared(
+            np.array(ctx_ids, np.int64),
+            np.array(ctx_pos, np.int64),
+            np.array(slot_pos, np.int64),
+            np.array(span_of, np.int64),
+            buckets,
+            (tuple(ctx_ids), tuple(ctx_pos)),
+        )
+
+    def stream_edit(self, history: str, segments: list, **kw) -> Iterator[InfillDraft]:
+        """Drafts for every hole of a next-edit request (:meth:`prepare_edit`); options as in ``stream_holes``."""
+        return self.stream_prepared(self.prepare_edit(history, segments), **kw)
+
+    def stream_prepared(self, prep: Prepared, **kw) -> Iterator[InfillDraft]:
+        """Drafts for an already prepared request (options as in ``stream_holes``, no oracle lengths)."""
+        return self._decode(prep, time.perf_counter(), **kw)
+
+    def _decode(
+        self,
+        prep: Prepared,
+        t0: float,
+        *,
+        budget_ms: float | None = None,
+        steps: int = 32,
+        threshold: float = 0.9,
+        remask: float = 0.0,
+        min_len: np.ndarray | None = None,
+        one_line: bool = False,
+        block: int | None = DEFAULT_BLOCK,
+    ) -> Iterator[InfillDraft]:
+        n = len(prep.buckets)
         kv = self._encode(prep)
         t_enc = time.perf_counter()
         sp = self.tok.specials
@@ -168,7 +226,6 @@ class Engine:
         def call(slots: np.ndarray) -> np.ndarray:
             return self.backend.step(slots[None], prep.slot_pos[None], kv)[0]
 
-        min_len = np.array(buckets) if oracle_lengths is not None else None
         for d in denoise(
             call,
             prep.span_of,

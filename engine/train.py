@@ -92,6 +92,8 @@ class _Batches(torch.utils.data.IterableDataset):
             a.max_spans,
             a.p_whole,
             seed=self.seed + 7 * (info.id if info else 0),
+            p_edit=a.p_edit,
+            objective="fim" if a.causal else "mdlm",
         )
 
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--max-spans", type=int, default=4)
     ap.add_argument("--p-whole", type=float, default=0.15)
+    ap.add_argument("--p-edit", type=float, default=0.0, help="share of edit-propagation examples (next-edit)")
     ap.add_argument("--minutes", type=float, default=60.0, help="stop after this much training time this run")
     ap.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0: no limit)")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
             ffn_hidden=args.ffn,
             causal=args.causal,
         )
+    args.causal = cfg.causal  # a resumed run keeps its objective
     torch.manual_seed(args.seed)
     model = Denoiser(cfg).to(args.device)
     ema = Denoiser(cfg).to(args.device)
@@ -211,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     val_batches = []
     for _ in range(4):
         exs = [
-            data_mod.make_example(
+            data_mod.make_fim_example(vs.sample(), tok, vrng, args.seq_len)
+            if cfg.causal
+            else data_mod.make_example(
                 vs.sample(), tok, vrng, args.seq_len, args.max_spans, args.p_whole, t=(i + 0.5) / args.batch
             )
             for i in range(args.batch)

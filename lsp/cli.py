@@ -7,6 +7,7 @@
     unmask train / unmask export     (need the ``train`` extra: torch)
     unmask serve                     the language server (see unmask.lsp.server)
     unmask context FILE --line L --col C   what the model would see there (unmask.context.cli)
+    unmask nes --jsonl IN --out OUT  next-edit prediction, batch (unmask.lsp.nes)
     unmask playground                the browser playground (editors/web; build it first)
     unmask doctor                    check the install and the model
 
@@ -294,6 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("train", help="train a model (python -m unmask.engine.train --help)", add_help=False)
     sub.add_parser("export", help="export a run to a model directory", add_help=False)
     sub.add_parser("context", help="show what the model would see at FILE --line L --col C", add_help=False)
+    sub.add_parser(
+        "nes",
+        help="batch next-edit prediction: JSONL {id, current, cursor, history} -> {id, edits, ms}",
+        add_help=False,
+    )
     sub.add_parser("playground", help="browser playground: Monaco on loopback, live drafts", add_help=False)
 
     p = sub.add_parser("serve", help="run the language server (unmask serve --help)", add_help=False)
@@ -311,6 +317,10 @@ def main(argv: list[str] | None = None) -> None:
         from unmask.web.playground import main as playground_main
 
         sys.exit(playground_main(rest))
+    if args.cmd == "nes":
+        from unmask.lsp.nes import cli as nes_cli
+
+        sys.exit(nes_cli(rest))
     if args.cmd == "context":
         from unmask.context.cli import main as context_main
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -25,11 +26,17 @@ def scale(values, factor):
 '''
 
 
-def test_training_reduces_loss_and_resumes(tmp_path):
+def _corpus(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     with open(corpus, "w") as fh:
         for i in range(40):
             fh.write(json.dumps({"path": f"f{i}.py", "text": SNIPPET.replace("add", f"add{i % 5}")}) + "\n")
+    return corpus
+
+
+def test_training_reduces_loss_and_resumes(tmp_path):
+    """Span infilling with edit-propagation examples mixed in (--p-edit)."""
+    corpus = _corpus(tmp_path)
     out = tmp_path / "run"
     out.mkdir()
     shutil.copy(ModelInfo.load(None).file("tokenizer.json"), out / "tokenizer.json")
@@ -59,6 +66,8 @@ def test_training_reduces_loss_and_resumes(tmp_path):
         "0.9",
         "--threads",
         "1",
+        "--p-edit",
+        "0.3",
         "--max-steps",
         "100",
         "--minutes",
@@ -74,3 +83,21 @@ def test_training_reduces_loss_and_resumes(tmp_path):
     train.main(args[:-6] + ["--max-steps", "110", "--minutes", "5", "--p-whole", "0.3"])
     final = [json.loads(line) for line in open(out / "log.jsonl")][-1]
     assert final["step"] == 110  # continued from 100, not restarted
+
+
+def test_causal_fim_baseline_trains(tmp_path):
+    """The autoregressive baseline (--causal): FIM examples, next-token loss on every position."""
+    corpus = _corpus(tmp_path)
+    out = tmp_path / "ar"
+    out.mkdir()
+    shutil.copy(ModelInfo.load(None).file("tokenizer.json"), out / "tokenizer.json")
+    train.main(
+        ["--out", str(out), "--corpus", str(corpus), "--causal", "--d-model", "64", "--layers", "2", "--heads", "2"]
+        + ["--ffn", "128", "--seq-len", "96", "--batch", "8", "--lr", "3e-3", "--warmup", "5", "--no-progress"]
+        + ["--ema", "0.9", "--threads", "1", "--max-steps", "60", "--minutes", "5"]
+    )
+    log = [json.loads(line) for line in open(out / "log.jsonl")]
+    start = math.log(8192)  # a fresh model's loss: uniform over the vocabulary
+    assert log[0]["loss"] < 0.6 * start and log[-1]["final_val_loss"] < 0.3 * start, log
+    assert log[0]["sup_frac"] > 0.9  # every position carries loss
+    assert json.loads((out / "train_meta.json").read_text())["config"]["causal"] is True

@@ -1,0 +1,147 @@
+"""Next-edit evaluation on ../shared/eval/nes (real multi-hunk commits) and a no-op set built from it.
+
+    python bench/nes_eval.py                       # all 450 examples + 450 no-op cases
+    python bench/nes_eval.py --limit 60 --json out.json
+
+Scores (see ../shared/eval/nes/README.md): whole-file exact match after applying the
+predicted edits, per-hunk precision and recall (line diff current->target vs
+current->prediction; a predicted hunk counts when the same lines are replaced by the
+same new lines), how often any edit was proposed, latency p50/p95.
+
+No-op set (the right answer is silence): for each example, the commit's *last* hunk is
+taken as the edit just made and the finished file (``target``) as ``current`` — the
+commit is complete, nothing is due. Reported: the share of empty answers.
+
+The system sees only path, current, cursor and history. Evaluation only: nothing here is
+used for training or tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import gzip
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "nes"
+
+
+def load(limit: int | None) -> list[dict]:
+    rows = []
+    for f in sorted(EVAL.glob("*.jsonl.gz")):
+        with gzip.open(f, "rt") as fh:
+            rows += [json.loads(x) for x in fh]
+    if limit and limit < len(rows):
+        step = len(rows) / limit
+        rows = [rows[int(i * step)] for i in range(limit)]
+    return rows
+
+
+def hunks(a: str, b: str) -> set[tuple[int, int, tuple[str, ...]]]:
+    al, bl = a.splitlines(keepends=True), b.splitlines(keepends=True)
+    ops = difflib.SequenceMatcher(a=al, b=bl, autojunk=False).get_opcodes()
+    return {(i1, i2, tuple(bl[j1:j2])) for op, i1, i2, j1, j2 in ops if op != "equal"}
+
+
+def noop_case(ex: dict) -> dict:
+    """The finished file with the commit's last hunk as the edit just made."""
+    rem = ex["remaining"]
+    last = rem[-1]
+    cur = ex["current"].splitlines(keepends=True)
+    shift = sum(len(r["new_text"].splitlines(keepends=True)) - (r["end_line"] - r["start_line"]) for r in rem[:-1])
+    before_lines = cur[:]
+    for r in rem[:-1][::-1]:  # apply all but the last hunk, bottom-up
+        before_lines[r["start_line"] : r["end_line"]] = r["new_text"].splitlines(keepends=True)
+    target_lines = ex["target"].splitlines(keepends=True)
+    diff = "".join(difflib.unified_diff(before_lines, target_lines, "a/" + ex["path"], "b/" + ex["path"], n=3))
+    new = last["new_text"].splitlines(keepends=True)
+    start = last["start_line"] + shift
+    if new:
+        line = start + len(new) - 1
+        char = len(new[-1].rstrip("\n").encode("utf-16-le")) // 2
+    else:
+        line, char = start, 0
+    return {
+        "id": ex["id"] + ":noop",
+        "path": ex["path"],
+        "current": ex["target"],
+        "cursor": {"line": line, "character": char},
+        "history": diff,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=0, help="an even spread of N examples (0: all 450)")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--budget-ms", type=float, default=250)
+    ap.add_argument("--min-confidence", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--no-noop", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="write per-example results here")
+    args = ap.parse_args(argv)
+
+    from unmask.engine.infill import Engine
+    from unmask.lsp import nes
+
+    cfg: dict = {"type": "onnx"}
+    if args.model:
+        cfg["path"] = args.model
+    if args.threads:
+        cfg["threads"] = args.threads
+    eng = Engine(cfg)
+    eng.warmup()
+    kw = {"budget_ms": args.budget_ms or None}
+    if args.min_confidence is not None:
+        kw["min_confidence"] = args.min_confidence
+    rows = load(args.limit)
+    out, ms, exact, made, tp, n_pred, n_gold = [], [], 0, 0, 0, 0, 0
+    for ex in rows:
+        t0 = time.perf_counter()
+        res = nes.predict(eng, ex["current"], (ex["cursor"]["line"], ex["cursor"]["character"]), ex["history"], **kw)
+        ms.append((time.perf_counter() - t0) * 1000)
+        pred = nes.apply_edits(ex["current"], res.edits)
+        gold_h = hunks(ex["current"], ex["target"])
+        pred_h = hunks(ex["current"], pred) if res.edits else set()
+        exact += pred == ex["target"]
+        made += bool(res.edits)
+        tp += len(gold_h & pred_h)
+        n_pred += len(pred_h)
+        n_gold += len(gold_h)
+        out.append({"id": ex["id"], "edits": res.edits, "exact": pred == ex["target"], "considered": res.considered})
+    n = len(rows)
+    report = {
+        "examples": n,
+        "exact_match": exact / n,
+        "hunk_recall": tp / max(1, n_gold),
+        "hunk_precision": tp / max(1, n_pred),
+        "predicted_rate": made / n,
+        "gold_hunks": n_gold,
+        "predicted_hunks": n_pred,
+        "p50_ms": statistics.median(ms),
+        "p95_ms": sorted(ms)[int(0.95 * (n - 1))],
+    }
+    if not args.no_noop:
+        silent, nms = 0, []
+        for ex in rows:
+            case = noop_case(ex)
+            t0 = time.perf_counter()
+            res = nes.predict(
+                eng, case["current"], (case["cursor"]["line"], case["cursor"]["character"]), case["history"], **kw
+            )
+            nms.append((time.perf_counter() - t0) * 1000)
+            silent += not res.edits
+        report |= {"noop_cases": n, "noop_silent_rate": silent / n, "noop_p95_ms": sorted(nms)[int(0.95 * (n - 1))]}
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({"report": report, "results": out}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Next-edit prediction: from (file, cursor, recent edit) to the follow-up edits, in one model call.
+
+    result = predict(engine, text, (line, character), history_diff)
+    result.edits  # [{"range": {"start": {...}, "end": {...}}, "text": ...}] (LSP, UTF-16)
+
+1. :func:`unmask.context.nes.candidates` lists the regions a follow-up may touch (other
+   uses of a renamed word, call sites of a changed signature, lines of the same shape,
+   the line below).
+2. Every candidate becomes a hole in one sequence: the edit's diff, then excerpts of the
+   file around the candidates (``<|sep|>`` between excerpts) — so all candidates are
+   denoised together in one batch (:meth:`unmask.engine.infill.Engine.stream_edit`).
+3. A candidate is proposed only when the model's text differs from what is there now and
+   the model is confident about it (``min_confidence``); otherwise silence.
+
+Used by ``unmask nes`` (batch JSONL) and the language server's next-edit request. It
+knows the engine's and the context layer's public APIs and LSP position encoding; no
+pygls, no model internals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from unmask.context.nes import IDENT, Candidate, candidates
+from unmask.engine.edits import Gap, Hole, history_text
+
+EXCERPT_LINES = 2  # lines kept above and below each candidate
+DEFAULT_MIN_CONFIDENCE = 0.75
+
+
+@dataclass
+class NesResult:
+    edits: list[dict]
+    ms: float
+    candidates: int = 0
+    considered: list[dict] = field(default_factory=list)  # every fitted candidate: kind, now, proposed, confidence
+
+
+def utf16_col(line: str, chars: int) -> int:
+    return len(line[:chars].encode("utf-16-le")) // 2
+
+
+def offset_of(text: str, line: int, character: int) -> int:
+    """Character offset of an LSP position (UTF-16 column); clamped to the text."""
+    lines = text.split("\n")
+    line = max(0, min(line, len(lines) - 1))
+    base = sum(len(x) + 1 for x in lines[:line])
+    s, units = lines[line], 0
+    for i, ch in enumerate(s):
+        if units >= character:
+            return base + i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return base + len(s)
+
+
+def position_of(text: str, offset: int) -> dict:
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return {"line": line, "character": utf16_col(text[start:], offset - start)}
+
+
+def _bucket(n_tokens: int, kind: str) -> int:
+    need = n_tokens + (2 if kind == "rename" else 6)
+    for b in (8, 16, 32, 64):
+        if b >= need:
+            return b
+    return 64
+
+
+def segments_for(text: str, cands: list[Candidate], seed_line: int, n_tokens) -> list:
+    """File excerpts around the candidates (and the edit) with a hole per candidate, gaps between."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for ln in lines:
+        starts.append(starts[-1] + len(ln))
+    keep: set[int] = set()
+    for c in cands:
+        i = text.count("\n", 0, c.start)
+        keep.update(range(i - EXCERPT_LINES, i + EXCERPT_LINES + 1))
+    keep.update(range(seed_line - EXCERPT_LINES, seed_line + EXCERPT_LINES + 1))
+    keep = {i for i in keep if 0 <= i < len(lines)}
+    segs: list = []
+    by_start = sorted(cands, key=lambda c: c.start)
+    k = 0
+    prev = -2
+    for i in sorted(keep):
+        if i != prev + 1 and segs:
+            segs.append(Gap())
+        prev = i
+        cur, end = starts[i], starts[i + 1]
+        while k < len(by_start) and by_start[k].start < end:
+            c = by_start[k]
+            segs.append(text[cur : c.start])
+            segs.append(Hole(text[c.start : c.end], _bucket(n_tokens(text[c.start : c.end]), c.kind)))
+            cur = max(cur, c.end)
+            k += 1
+        if cur < end:
+            segs.append(text[cur:end])
+    return [s for s in segs if not (isinstance(s, str) and not s)]
+
+
+def _accept(kind: str, now: str, new: str) -> bool:
+    if new.strip() == now.strip() or not new.strip():
+        return False
+    if kind == "rename":
+        return bool(IDENT.fullmatch(new.strip()))
+    return "\n" not in new.strip()
+
+
+def predict(
+    engine,
+    text: str,
+    cursor: tuple[int, int],
+    history: str,
+    *,
+    language: str | None = "python",
+    budget_ms: float | None = 250,
+    steps: int = 16,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    max_candidates: int = 10,
+) -> NesResult:
+    """Follow-up edits for ``text`` after the edit ``history`` (a unified diff), cursor in LSP terms."""
+    t0 = time.perf_counter()
+    off = offset_of(text, *cursor)
+    cands = candidates(text, off, history, language=language, max_candidates=max_candidates)
+    if not cands:
+        return NesResult([], (time.perf_counter() - t0) * 1000)
+    tok = engine.tok
+    segs = segments_for(text, cands, cursor[0], lambda s: len(tok.encode(s)))
+    hist = history_text(history)
+    prep = engine.prepare_edit(hist, segs)
+    fitted = len(prep.buckets)
+    remaining = None if budget_ms is None else max(1.0, budget_ms - (time.perf_counter() - t0) * 1000)
+    drafts = list(engine.stream_prepared(prep, budget_ms=remaining, steps=steps))
+    draft = drafts[-1] if drafts else None
+    edits, considered = [], []
+    for h, c in enumerate(sorted(cands, key=lambda c: c.start)[:fitted]):
+        now = text[c.start : c.end]
+        new = draft.texts[h].split("\n", 1)[0] if draft else now
+        if c.kind != "rename":
+            new = new.strip()
+        conf = draft.confidence[h] if draft else 0.0
+        ok = _accept(c.kind, now, new) and conf >= min_confidence
+        considered.append({"kind": c.kind, "now": now, "proposed": new, "confidence": round(conf, 4), "shown": ok})
+        if ok:
+            edits.append(
+                {"range": {"start": position_of(text, c.start), "end": position_of(text, c.end)}, "text": new.strip()}
+            )
+    return NesResult(edits, (time.perf_counter() - t0) * 1000, len(cands), considered)
+
+
+def apply_edits(text: str, edits: list[dict]) -> str:
+    """``text`` with LSP-range ``edits`` applied (non-overlapping; applied from the end)."""
+    spans = []
+    for e in edits:
+        r = e["range"]
+        a = offset_of(text, r["start"]["line"], r["start"]["character"])
+        b = offset_of(text, r["end"]["line"], r["end"]["character"])
+        spans.append((a, b, e["text"]))
+    for a, b, t in sorted(spans, reverse=True):
+        text = text[:a] + t + text[b:]
+    return text
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``unmask nes --jsonl IN --out OUT``: batch next-edit prediction (see the module docstring)."""
+    import argparse
+    import json
+    import sys
+
+    ap = argparse.ArgumentParser(prog="unmask nes", description="batch next-edit prediction over JSONL")
+    ap.add_argument("--jsonl", required=True, help="input: {id, current, cursor: {line, character}, history, path?}")
+    ap.add_argument("--out", required=True, help="output JSONL ('-' for stdout): {id, edits, ms}")
+    ap.add_argument("--model", help="model directory (default: the shipped model)")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--budget-ms", type=float, default=250, help="deadline per request (0: none)")
+    ap.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
+    args = ap.parse_args(argv)
+
+    from unmask.engine.infill import Engine
+    from unmask.engine.runtime import ModelError
+
+    cfg: dict = {"type": "onnx"}
+    if args.model:
+        cfg["path"] = args.model
+    if args.threads:
+        cfg["threads"] = args.threads
+    try:
+        eng = Engine(cfg)
+    except ModelError as e:
+        print(f"unmask nes: {e}", file=sys.stderr)
+        return 1
+    eng.warmup()
+    src = open(args.jsonl, encoding="utf-8") if args.jsonl != "-" else sys.stdin
+    out = open(args.out, "w", encoding="utf-8") if args.out != "-" else sys.stdout
+    bad = 0
+    for lineno, line in enumerate(src, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            text, history, cur = rec["current"], rec.get("history", ""), rec["cursor"]
+            if not isinstance(text, str) or not isinstance(history, str):
+                raise TypeError("current and history must be strings")
+            pos = (int(cur["line"]), int(cur["character"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            bad += 1
+            print(f"unmask nes: line {lineno}: skipped ({e})", file=sys.stderr)
+            out.write(json.dumps({"id": None, "error": str(e), "line": lineno}) + "\n")
+            continue
+        path = rec.get("path") or ""
+        lang = "python" if path.endswith(".py") or not path else None
+        res = predict(
+            eng, text, pos, history, language=lang, budget_ms=args.budget_ms or None, min_confidence=args.min_confidence
+        )
+        out.write(json.dumps({"id": rec.get("id"), "edits": res.edits, "ms": round(res.ms, 2)}) + "\n")
+        out.flush()
+    if out is not sys.stdout:
+        out.close()
+    return 1 if bad else 0

@@ -1,0 +1,161 @@
+"""Next-edit prediction: candidate regions, the edit layout the model is trained on, the batch CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from unmask.context.nes import candidates, summarize
+from unmask.engine.edits import Gap, Hole, assemble, history_text, synthesize
+from unmask.lsp.nes import apply_edits, offset_of, position_of, segments_for
+
+SRC = """import os
+
+
+def load(path, mode):
+    with open(path, mode) as fh:
+        return fh.read()
+
+
+def main():
+    data = load("a.txt", "r")
+    more = load("b.txt", "r")
+    print(len(data), len(more))
+"""
+
+RENAME_DIFF = """--- a/x.py
++++ b/x.py
+@@ -9,3 +9,3 @@
+ def main():
+-    data = load("a.txt", "r")
++    text = load("a.txt", "r")
+     more = load("b.txt", "r")
+"""
+
+
+def test_summarize_finds_the_renamed_word_and_changed_signature():
+    ed = summarize(RENAME_DIFF)
+    assert ed.renames == [("data", "text")]
+    sig = summarize("@@ -1 +1 @@\n-def load(path, mode):\n+def load(path, mode, encoding):\n")
+    assert sig.changed_defs == ["load"]
+
+
+def test_rename_candidates_are_the_other_uses_not_the_edited_line():
+    cur = SRC.replace('    data = load("a.txt"', '    text = load("a.txt"')
+    line = cur.splitlines().index('    text = load("a.txt", "r")')
+    off = offset_of(cur, line, len('    text = load("a.txt", "r")'))
+    cs = candidates(cur, off, RENAME_DIFF)
+    ren = [c for c in cs if c.kind == "rename"]
+    assert [cur[c.start : c.end] for c in ren] == ["data"]
+    assert cur.count("\n", 0, ren[0].start) == line + 2  # the print line
+    assert ren[0].hint == "text"
+
+
+def test_call_sites_of_a_changed_signature_come_from_the_syntax_tree():
+    cur = SRC.replace("def load(path, mode):", "def load(path, mode, encoding):")
+    diff = "@@ -4 +4 @@\n-def load(path, mode):\n+def load(path, mode, encoding):\n"
+    off = offset_of(cur, 3, 30)
+    calls = [cur[c.start : c.end] for c in candidates(cur, off, diff) if c.kind == "call"]
+    assert calls == ['"a.txt", "r"', '"b.txt", "r"']  # not open(path, mode): another function
+
+
+def test_positions_are_utf16_and_edits_apply():
+    text = 'x = "😀"\ny = x\n'
+    off = text.index("y")
+    pos = position_of(text, text.index("x", 5))
+    assert pos == {"line": 1, "character": 4}
+    assert offset_of(text, 0, 7) == text.index('"', 5)  # the emoji is two UTF-16 units
+    edits = [{"range": {"start": position_of(text, off), "end": position_of(text, off + 1)}, "text": "z"}]
+    assert apply_edits(text, edits) == 'x = "😀"\nz = x\n'
+
+
+def test_history_text_keeps_only_changed_lines():
+    assert history_text(RENAME_DIFF) == '-    data = load("a.txt", "r")\n+    text = load("a.txt", "r")\n'
+
+
+def test_synthesized_rename_examples_propagate_the_new_name():
+    rng = random.Random(3)
+    seen_rename = 0
+    for _ in range(60):
+        got = synthesize(SRC * 2, rng)
+        if got is None:
+            continue
+        hist, segs = got
+        assert hist.endswith("\n") and hist[0] in "+-"
+        holes = [s for s in segs if isinstance(s, Hole)]
+        assert holes
+        if hist.startswith("-"):
+            old_line, new_line = hist.splitlines()
+            changed = set(summarize(f"{old_line}\n{new_line}\n").renames)
+            if changed:
+                seen_rename += 1
+                old, new = next(iter(changed))
+                assert any(h.target == new for h in holes)  # at least one use becomes the new name
+    assert seen_rename >= 10
+
+
+def test_edit_layout_starts_with_the_history_and_marks_gaps(tok):
+    segs = ["a = 1\n", Hole("b"), " = 2\n", Gap(), "c = ", Hole("d"), "\n"]
+    ctx, pos, slot_pos, tgt, span_of = assemble(tok, "-x\n+y\n", segs, 384, lambda n: 8)
+    sp = tok.specials
+    assert ctx[0] == sp.edit and sp.file in ctx and sp.sep in ctx
+    assert sorted(pos + slot_pos) == list(range(len(pos) + len(slot_pos)))  # one running position
+    assert span_of == [0] * 8 + [1] * 8
+    assert tok.decode(tgt[:8]) == "b" and tgt[7] == sp.eos
+
+
+def test_holes_that_do_not_fit_are_left_out(engine):
+    segs: list = []
+    for i in range(80):
+        segs += [f"value_{i} = compute(", Hole("x", 32), ")\n"]
+    prep = engine.prepare_edit("-a\n+b\n", segs)
+    assert 0 < len(prep.buckets) < 80
+    assert len(prep.ctx_ids) + len(prep.slot_pos) <= engine.window
+    drafts = list(engine.stream_prepared(prep, steps=2))
+    assert len(drafts[-1].texts) == len(prep.buckets)
+
+
+def test_segments_put_one_hole_per_candidate_in_file_order():
+    cur = SRC
+    cs = candidates(cur, offset_of(cur, 9, 10), RENAME_DIFF)
+    segs = segments_for(cur, cs, 9, lambda s: max(1, len(s) // 3))
+    holes = [s for s in segs if isinstance(s, Hole)]
+    assert [h.target for h in holes] == [cur[c.start : c.end] for c in sorted(cs, key=lambda c: c.start)]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from unmask.engine.infill import Engine
+
+    return Engine({"type": "onnx", "threads": 1})
+
+
+@pytest.fixture(scope="module")
+def tok(engine):
+    return engine.tok
+
+
+def test_nes_cli_answers_every_line_and_reports_bad_ones(tmp_path):
+    cur = SRC.replace('    data = load("a.txt"', '    text = load("a.txt"')
+    rec = {"id": "r1", "path": "x.py", "current": cur, "cursor": {"line": 9, "character": 29}, "history": RENAME_DIFF}
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(rec) + "\n{not json\n" + json.dumps({"id": "r2", "current": 3}) + "\n")
+    out = tmp_path / "out.jsonl"
+    p = subprocess.run(
+        [sys.executable, "-m", "unmask.lsp.cli", "nes", "--jsonl", str(src), "--out", str(out), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 1  # bad lines make the exit status non-zero
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 3
+    assert rows[0]["id"] == "r1" and isinstance(rows[0]["edits"], list) and rows[0]["ms"] > 0
+    for e in rows[0]["edits"]:
+        assert set(e) == {"range", "text"} and set(e["range"]) == {"start", "end"}
+    assert rows[1]["error"] and rows[2]["error"]
+    assert "line 2" in p.stderr and "line 3" in p.stderr
