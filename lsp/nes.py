@@ -150,6 +150,41 @@ def predict(
     return NesResult(edits, (time.perf_counter() - t0) * 1000, len(cands), considered)
 
 
+def history_diff(text: str, edits: list, path: str = "file", burst_gap_s: float = 3.0, near_lines: int = 6) -> str:
+    """The user's last logical edit as a unified diff, rebuilt from the server's change records.
+
+    ``edits`` are the document's recorded changes, oldest first, each with ``offset`` (code
+    points before it in the text it applied to), ``removed``, ``inserted`` and ``time``.
+    The newest change and the ones before it that came in one burst (at most
+    ``burst_gap_s`` apart, within ``near_lines`` lines of each other) are undone from
+    ``text``; the diff between that text and ``text`` is the edit. Typing a new name
+    character by character thus reads as one ``-old``/``+new`` line pair. Empty when the
+    burst changed nothing (typed and deleted again).
+    """
+    import difflib
+
+    if not edits:
+        return ""
+    before = text
+    newest = edits[-1]
+    anchor = text.count("\n", 0, min(len(text), newest.offset))
+    prev_time = newest.time
+    for e in reversed(edits):
+        if prev_time - e.time > burst_gap_s:
+            break
+        line = before.count("\n", 0, min(len(before), e.offset))
+        if abs(line - anchor) > near_lines:
+            break
+        if before[e.offset : e.offset + len(e.inserted)] != e.inserted:
+            break  # records out of step with the text (a full resync happened): stop here
+        before = before[: e.offset] + e.removed + before[e.offset + len(e.inserted) :]
+        prev_time = e.time
+    if before == text:
+        return ""
+    a, b = before.splitlines(keepends=True), text.splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, f"a/{path}", f"b/{path}", n=3))
+
+
 def apply_edits(text: str, edits: list[dict]) -> str:
     """``text`` with LSP-range ``edits`` applied (non-overlapping; applied from the end)."""
     spans = []

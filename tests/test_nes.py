@@ -11,7 +11,7 @@ import pytest
 
 from unmask.context.nes import candidates, summarize
 from unmask.engine.edits import Gap, Hole, assemble, history_text, synthesize
-from unmask.lsp.nes import apply_edits, offset_of, position_of, segments_for
+from unmask.lsp.nes import apply_edits, history_diff, offset_of, position_of, segments_for
 
 SRC = """import os
 
@@ -159,3 +159,33 @@ def test_nes_cli_answers_every_line_and_reports_bad_ones(tmp_path):
         assert set(e) == {"range", "text"} and set(e["range"]) == {"start", "end"}
     assert rows[1]["error"] and rows[2]["error"]
     assert "line 2" in p.stderr and "line 3" in p.stderr
+
+
+def test_history_diff_reads_a_burst_of_keystrokes_as_one_edit():
+    from unmask.lsp.completer import Edit
+
+    text = SRC
+    records = []
+    at = text.index("data = load")
+    # the user deletes "data" and types "text" one key at a time, then waits, then edits elsewhere
+    t = 100.0
+    for i in range(4):
+        records.append(Edit(1, (0, 0), (0, 0), at + 3 - i, text[at + 3 - i], "", time=t))
+        text = text[: at + 3 - i] + text[at + 4 - i :]
+        t += 0.2
+    for i, ch in enumerate("text"):
+        records.append(Edit(1, (0, 0), (0, 0), at + i, "", ch, time=t))
+        text = text[: at + i] + ch + text[at + i :]
+        t += 0.2
+    diff = history_diff(text, records, "x.py")
+    assert '-    data = load("a.txt", "r")\n+    text = load("a.txt", "r")\n' in diff
+    assert summarize(diff).renames == [("data", "text")]
+    # a later, separate edit (after a pause) is the history on its own
+    at2 = text.index("import os") + len("import os")
+    records.append(Edit(1, (0, 0), (0, 0), at2, "", ", sys", time=t + 10))
+    text = text[:at2] + ", sys" + text[at2:]
+    diff2 = history_diff(text, records, "x.py")
+    assert "+import os, sys" in diff2 and "data" not in diff2
+    # typed and deleted again: no history
+    records2 = [Edit(1, (0, 0), (0, 0), 0, "", "x", time=1.0), Edit(1, (0, 0), (0, 0), 0, "x", "", time=1.1)]
+    assert history_diff(SRC, records2) == ""
