@@ -9,6 +9,7 @@
     unmask context FILE --line L --col C   what the model would see there (unmask.context.cli)
     unmask nes --jsonl IN --out OUT  next-edit prediction, batch (unmask.lsp.nes)
     unmask playground                the browser playground (editors/web; build it first)
+    unmask bench                     diffusion vs the AR baseline (runs bench/ar_vs_diffusion.py; source checkout)
     unmask doctor                    check the install and the model
 
 Heavy imports happen inside each subcommand so ``unmask --help`` stays instant.
@@ -301,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         add_help=False,
     )
     sub.add_parser("playground", help="browser playground: Monaco on loopback, live drafts", add_help=False)
+    sub.add_parser("bench", help="diffusion vs AR baseline on HumanEval (bench/ar_vs_diffusion.py)", add_help=False)
 
     p = sub.add_parser("serve", help="run the language server (unmask serve --help)", add_help=False)
 
@@ -321,6 +323,13 @@ def main(argv: list[str] | None = None) -> None:
         from unmask.lsp.nes import cli as nes_cli
 
         sys.exit(nes_cli(rest))
+    if args.cmd == "bench":
+        import runpy
+
+        script = Path(__file__).resolve().parents[1] / "bench" / "ar_vs_diffusion.py"
+        if not script.is_file():
+            sys.exit(f"unmask bench needs a source checkout (pip install -e .): {script} is missing")
+        return runpy.run_path(str(script), run_name="unmask_bench")["main"](rest)
     if args.cmd == "context":
         from unmask.context.cli import main as context_main
 

@@ -1,0 +1,501 @@
+"""Diffusion vs an autoregressive baseline on HumanEval single-line infilling, side by side in one run (issue 7).
+
+    python bench/ar_vs_diffusion.py --ar-model runs/ar-onnx [--limit N] [--threads N]
+    unmask bench --ar-model runs/ar-onnx ...          (the same script)
+
+The AR model is exported first with ``python -m unmask.engine.ar --run runs/ar --out runs/ar-onnx``
+(same backbone, tokenizer, data and number of training tokens as the shipped denoiser; causal
+attention, fill-in-the-middle; int8 ONNX with a KV cache, see :mod:`unmask.engine.ar`).
+
+One process, one machine: every task is completed by every configuration, in a shuffled
+order per task, so machine noise hits all of them alike. Configurations: the denoiser at
+fixed step caps (1, 2, 4, 8, 16, 32; a fixed schedule commits ~bucket/steps slots per step),
+with the product's confidence threshold (0.9, cap 32, no deadline) and with the product's
+250 ms deadline on top; the AR model greedy. Both decode in line mode (the completion ends
+at its first newline, as an editor's single-line suggestion) with at most 32 tokens (the
+diffusion line bucket), both get a fresh context encode per completion (no cache reuse).
+
+Per configuration: pass@1 (the task's tests run on ``prompt + completion + suffix``, after
+all timing is done, see :mod:`unmask.engine.evaluate`), exact match, character similarity to
+the canonical line (difflib; a signal while exact match is near zero), latency p50/p95 per
+completion (wall clock around the engine call: tokenize, encode/prefill, steps/decode,
+detokenize), generated tokens/s, forward passes per span (encode + steps; prefill +
+decodes) and where the time goes (encode/prefill, per-step/decode calls, the rest).
+
+Writes the per-completion records and summary as JSON (``--json``), the plots
+(``--plots``: quality_vs_latency.png, quality_vs_steps.png, latency_distribution.png,
+time_breakdown.png) and prints a markdown report. ``--replot JSON`` redraws from a JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import platform
+import random
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from unmask.engine import evaluate as ev
+from unmask.engine.ar import ArEngine
+from unmask.engine.infill import LINE_BUCKET, Engine
+from unmask.engine.runtime import ModelError
+
+FIXED_STEPS = (1, 2, 4, 8, 16, 32)
+PRODUCT_BUDGET_MS = 250.0  # lsp/config.py DEFAULT_BUDGET_MS
+
+
+def configs(names: str | None) -> list[dict]:
+    out = [dict(name=f"diffusion {k} steps", kind="diffusion", steps=k, threshold=1.01) for k in FIXED_STEPS]
+    out.append(dict(name="diffusion thr 0.9", kind="diffusion", steps=32, threshold=0.9))
+    out.append(dict(name="diffusion thr 0.9 250ms", kind="diffusion", steps=32, threshold=0.9, budget_ms=250.0))
+    out.append(dict(name="AR greedy", kind="ar"))
+    if names:
+        want = [n.strip() for n in names.split(",")]
+        out = [c for c in out if c["name"] in want]
+        if len(out) != len(want):
+            raise SystemExit(f"unknown configuration in {want}")
+    return out
+
+
+class Timed:
+    """A backend proxy that adds up the time of encode and step calls."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.reset()
+
+    def reset(self) -> None:
+        self.encode_s = self.step_s = 0.0
+        self.n_step = 0
+
+    def encode(self, ids, pos):
+        t = time.perf_counter()
+        kv = self.inner.encode(ids, pos)
+        self.encode_s += time.perf_counter() - t
+        return kv
+
+    def step(self, ids, pos, kv):
+        t = time.perf_counter()
+        out = self.inner.step(ids, pos, kv)
+        self.step_s += time.perf_counter() - t
+        self.n_step += 1
+        return out
+
+
+def finish(task: dict, text: str) -> str:
+    """As unmask eval: a whole-line hole's completion ends with its newline."""
+    if text and not text.endswith("\n") and task["prompt"].endswith("\n"):
+        text += "\n"
+    return text
+
+
+def run_one(c: dict, task: dict, eng: Engine, timed: Timed, ar: ArEngine | None) -> dict:
+    if c["kind"] == "diffusion":
+        timed.reset()
+        t0 = time.perf_counter()
+        d = eng.infill(
+            task["prompt"],
+            task["suffix"],
+            bucket=LINE_BUCKET,
+            steps=c["steps"],
+            threshold=c["threshold"],
+            budget_ms=c.get("budget_ms"),
+            one_line=True,
+        )
+        ms = (time.perf_counter() - t0) * 1000
+        text, tokens, passes = d.text, len(d.token_confidence[0]), 1 + timed.n_step
+        enc_ms, call_ms, n_calls = timed.encode_s * 1000, timed.step_s * 1000, timed.n_step
+    else:
+        assert ar is not None
+        t0 = time.perf_counter()
+        r = ar.infill(task["prompt"], task["suffix"], max_new=LINE_BUCKET, one_line=True)
+        ms = (time.perf_counter() - t0) * 1000
+        text, tokens, passes = r.text, len(r.ids), r.forward_passes
+        enc_ms, call_ms, n_calls = r.prefill_ms, r.decode_ms, r.forward_passes - 1
+    text = finish(task, text)
+    canon = task["canonical_solution"]
+    return {
+        "config": c["name"],
+        "task_id": task["task_id"],
+        "completion": text,
+        "exact": text.strip() == canon.strip(),
+        "similarity": difflib.SequenceMatcher(None, text.strip(), canon.strip()).ratio(),
+        "ms": ms,
+        "tokens": tokens,
+        "passes": passes,
+        "encode_ms": enc_ms,  # context encode (diffusion) / prompt prefill (AR)
+        "calls_ms": call_ms,  # denoising steps (diffusion) / decode calls (AR)
+        "n_calls": n_calls,
+    }
+
+
+def boot_ci(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% paired-bootstrap interval of mean(a) - mean(b), percentage points (a, b per task)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (n, len(a)))
+    diff = (a[idx].mean(1) - b[idx].mean(1)) * 100
+    return float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))
+
+
+def summarize(records: list[dict], cfgs: list[dict]) -> list[dict]:
+    rows = []
+    for c in cfgs:
+        rs = [r for r in records if r["config"] == c["name"]]
+        ms = np.array([r["ms"] for r in rs])
+        n_calls = sum(r["n_calls"] for r in rs)
+        rows.append(
+            {
+                "config": c["name"],
+                "kind": c["kind"],
+                "steps": c.get("steps"),
+                "threshold": c.get("threshold") if c.get("threshold", 2) <= 1 else None,
+                "budget_ms": c.get("budget_ms"),
+                "n": len(rs),
+                "pass@1": 100 * np.mean([r["passed"] for r in rs]),
+                "exact": 100 * np.mean([r["exact"] for r in rs]),
+                "similarity": float(np.mean([r["similarity"] for r in rs])),
+                "empty": 100 * np.mean([not r["completion"].strip() for r in rs]),
+                "ms_p50": float(np.percentile(ms, 50)),
+                "ms_p95": float(np.percentile(ms, 95)),
+                "ms_mean": float(ms.mean()),
+                "tokens_mean": float(np.mean([r["tokens"] for r in rs])),
+                "tokens_per_s": sum(r["tokens"] for r in rs) / (ms.sum() / 1000),
+                "passes_mean": float(np.mean([r["passes"] for r in rs])),
+                "encode_ms_mean": float(np.mean([r["encode_ms"] for r in rs])),
+                "calls_ms_mean": float(np.mean([r["calls_ms"] for r in rs])),
+                "ms_per_call": sum(r["calls_ms"] for r in rs) / max(1, n_calls),
+                "other_ms_mean": float(np.mean([r["ms"] - r["encode_ms"] - r["calls_ms"] for r in rs])),
+            }
+        )
+    return rows
+
+
+def compare(records: list[dict], rows: list[dict]) -> dict:
+    """Latency ratios and paired quality differences of each diffusion configuration vs AR."""
+    by = {}
+    for r in records:
+        by.setdefault(r["config"], {})[r["task_id"]] = r
+    ar_row = next((x for x in rows if x["kind"] == "ar"), None)
+    if ar_row is None:
+        return {}
+    ar = by[ar_row["config"]]
+    ids = sorted(ar)
+    out = {}
+    for row in rows:
+        if row["kind"] != "diffusion":
+            continue
+        d = by[row["config"]]
+        a = np.array([d[i]["passed"] for i in ids], float)
+        b = np.array([ar[i]["passed"] for i in ids], float)
+        sa = np.array([d[i]["similarity"] for i in ids])
+        sb = np.array([ar[i]["similarity"] for i in ids])
+        out[row["config"]] = {
+            "speedup_p50": ar_row["ms_p50"] / row["ms_p50"],  # > 1: diffusion is faster
+            "speedup_p95": ar_row["ms_p95"] / row["ms_p95"],
+            "pass_diff": float((a - b).mean() * 100),
+            "pass_diff_ci": boot_ci(a, b),
+            "similarity_diff": float((sa - sb).mean()),
+            "only_diffusion_passes": int(((a == 1) & (b == 0)).sum()),
+            "only_ar_passes": int(((a == 0) & (b == 1)).sum()),
+        }
+    return out
+
+
+def saturation(records: list[dict], rows: list[dict]) -> dict:
+    """Smallest fixed step cap whose pass@1 (and similarity) is within bootstrap noise of the best cap."""
+    fixed = [x for x in rows if x["kind"] == "diffusion" and x["threshold"] is None and x["budget_ms"] is None]
+    if not fixed:
+        return {}
+    by = {}
+    for r in records:
+        by.setdefault(r["config"], {})[r["task_id"]] = r
+    out = {}
+    for metric in ("passed", "similarity"):
+        key = "pass@1" if metric == "passed" else "similarity"
+        best = max(fixed, key=lambda x: x[key])
+        ids = sorted(by[best["config"]])
+        top = np.array([by[best["config"]][i][metric] for i in ids], float)
+        for x in sorted(fixed, key=lambda x: x["steps"]):
+            mine = np.array([by[x["config"]][i][metric] for i in ids], float)
+            lo, hi = boot_ci(top, mine)
+            if lo <= 0:  # the best cap is not significantly better
+                out[key] = {"steps": x["steps"], "best_steps": best["steps"]}
+                break
+    return out
+
+
+# -- report -------------------------------------------------------------------------------------
+def markdown(res: dict) -> str:
+    rows, cmp_ = res["rows"], res["compare"]
+    ar = next((x for x in rows if x["kind"] == "ar"), None)
+    lines = [
+        "| config | pass@1 % | exact % | similarity | empty % | p50 ms | p95 ms | tokens/s | tokens | "
+        "forward passes | encode/prefill ms | steps/decode ms | ms per step/decode | other ms | p50 speed-up vs AR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in rows:
+        sp = cmp_.get(x["config"], {}).get("speedup_p50")
+        lines.append(
+            f"| {x['config']} | {x['pass@1']:.2f} | {x['exact']:.2f} | {x['similarity']:.3f} | {x['empty']:.1f} | "
+            f"{x['ms_p50']:.1f} | {x['ms_p95']:.1f} | {x['tokens_per_s']:.0f} | {x['tokens_mean']:.1f} | "
+            f"{x['passes_mean']:.1f} | {x['encode_ms_mean']:.1f} | {x['calls_ms_mean']:.1f} | "
+            f"{x['ms_per_call']:.2f} | {x['other_ms_mean']:.1f} | {f'{sp:.2f}x' if sp else '1 (baseline)'} |"
+        )
+    lines += ["", "Paired against AR on the same tasks (pass@1 difference, 95% bootstrap interval):", ""]
+    lines += ["| config | pass@1 diff (pp) | 95% interval | tasks only diffusion passes | only AR passes |"]
+    lines += ["|---|---|---|---|---|"]
+    for name, c in cmp_.items():
+        lo, hi = c["pass_diff_ci"]
+        lines.append(
+            f"| {name} | {c['pass_diff']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {c['only_diffusion_passes']} | "
+            f"{c['only_ar_passes']} |"
+        )
+    sat = res.get("saturation", {})
+    if sat:
+        lines += [
+            "",
+            "Saturation (smallest fixed step cap not significantly worse than the best cap, paired bootstrap): "
+            + "; ".join(f"{k} at {v['steps']} steps (best: {v['best_steps']})" for k, v in sat.items()),
+        ]
+    if ar:
+        lines += [
+            "",
+            f"Machine: {res['machine']}; threads {res['threads'] or 'runtime default'}; {res['n_tasks']} tasks",
+        ]
+    return "\n".join(lines)
+
+
+def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = res["rows"]
+    diff = [x for x in rows if x["kind"] == "diffusion"]
+    fixed = [x for x in diff if x["threshold"] is None]
+    thr = [x for x in diff if x["threshold"] is not None]
+    ar = [x for x in rows if x["kind"] == "ar"]
+    sub = f"HumanEval single-line infilling, {res['n_tasks']} tasks, 6.9M-param models, {res['machine_short']}"
+    files = []
+    ticks = [t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000) if t <= 1.5 * max(x["ms_p95"] for x in rows)]
+
+    def ms_axis(ax):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+    def save(fig, name):
+        fig.tight_layout()
+        p = out / name
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        files.append(p)
+
+    # quality vs latency (Pareto)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in (
+        (axes[0], "pass@1", "pass@1 %"),
+        (axes[1], "similarity", "similarity to the canonical line"),
+    ):
+        ax.plot([x["ms_p50"] for x in fixed], [x[key] for x in fixed], "o-", color="C0", label="diffusion, fixed steps")
+        for x in fixed:
+            ax.annotate(str(x["steps"]), (x["ms_p50"], x[key]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for j, x in enumerate(thr):
+            lab = "thr 0.9" + (" 250ms" if x["budget_ms"] else "")
+            ax.plot(
+                x["ms_p50"], x[key], "s", color="C2", label="diffusion, threshold 0.9 (product)" if j == 0 else None
+            )
+            ax.annotate(lab, (x["ms_p50"], x[key]), textcoords="offset points", xytext=(-30, -12 - 9 * j), fontsize=7)
+        for x in ar:
+            ax.plot(x["ms_p50"], x[key], "*", color="C3", markersize=14, label="AR greedy (KV cache)")
+        for x in diff + ar:  # p50..p95 whiskers
+            ax.plot([x["ms_p50"], x["ms_p95"]], [x[key]] * 2, "-", color="grey", alpha=0.4, lw=1)
+        front, best = [], -1.0  # Pareto front over both models: no other point is faster and better
+        for x in sorted(diff + ar, key=lambda x: (x["ms_p50"], -x[key])):
+            if x[key] > best:
+                front.append(x)
+                best = x[key]
+        ax.step([x["ms_p50"] for x in front], [x[key] for x in front], "k:", where="post", lw=1, label="Pareto front")
+        ms_axis(ax)
+        ax.set_xlabel("latency per completion, ms (p50; grey: to p95)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("Quality vs latency — " + sub, fontsize=9)
+    save(fig, "quality_vs_latency.png")
+
+    # quality vs steps
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, key, label in (
+        (axes[0], "pass@1", "pass@1 %"),
+        (axes[1], "exact", "exact match %"),
+        (axes[2], "similarity", "similarity"),
+    ):
+        ax.plot([x["steps"] for x in fixed], [x[key] for x in fixed], "o-", color="C0", label="diffusion, fixed")
+        for x in thr:
+            ax.plot(x["passes_mean"] - 1, x[key], "s", color="C2", label=x["config"].replace("diffusion ", "diff "))
+        for x in ar:
+            ax.axhline(x[key], color="C3", ls="--", label=f"AR greedy ({x['passes_mean']:.1f} passes)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("denoising steps (cap; squares: mean steps taken)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle("Quality vs denoising steps — " + sub, fontsize=9)
+    save(fig, "quality_vs_steps.png")
+
+    # latency distribution (ECDF)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, x in enumerate(rows):
+        ms = np.sort([r["ms"] for r in records if r["config"] == x["config"]])
+        style = "-" if x["kind"] == "diffusion" else "--"
+        color = "C3" if x["kind"] == "ar" else plt.cm.viridis(i / max(1, len(diff)))
+        ax.plot(ms, np.arange(1, len(ms) + 1) / len(ms), style, color=color, lw=2 if x["kind"] == "ar" else 1.3)
+        ax.annotate(
+            x["config"].replace("diffusion ", ""), (np.percentile(ms, 50), 0.5), fontsize=7, rotation=75, color=color
+        )
+    ms_axis(ax)
+    ax.set_xlabel("latency per completion, ms")
+    ax.set_ylabel("fraction of completions")
+    ax.axhline(0.95, color="grey", lw=0.6, ls=":")
+    ax.grid(alpha=0.3)
+    ax.set_title("Latency distribution — " + sub, fontsize=8)
+    save(fig, "latency_distribution.png")
+
+    # where the time goes
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    names = [x["config"].replace("diffusion ", "diff ") for x in rows]
+    enc = np.array([x["encode_ms_mean"] for x in rows])
+    calls = np.array([x["calls_ms_mean"] for x in rows])
+    other = np.array([x["other_ms_mean"] for x in rows])
+    y = np.arange(len(rows))
+    ax.barh(y, enc, color="C1", label="encode (diffusion) / prefill (AR)")
+    ax.barh(y, calls, left=enc, color="C0", label="denoising steps / decode calls")
+    ax.barh(y, other, left=enc + calls, color="C7", label="tokenize, sampler, detokenize")
+    for i, x in enumerate(rows):
+        ax.annotate(f"{x['passes_mean']:.1f} passes", (enc[i] + calls[i] + other[i], i), xytext=(3, -3),
+                    textcoords="offset points", fontsize=7)  # fmt: skip
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean ms per completion")
+    ax.set_xlim(0, 1.2 * max(enc + calls + other))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    ax.set_title("Where the time goes — " + sub, fontsize=8)
+    save(fig, "time_breakdown.png")
+    return files
+
+
+def run_tests(records: list[dict], tasks: dict[str, dict], workers: int) -> None:
+    """pass@1 for every record; each distinct (task, completion) runs once."""
+    todo = sorted({(r["task_id"], r["completion"]) for r in records})
+    with ThreadPoolExecutor(workers) as ex:
+        got = dict(zip(todo, ex.map(lambda k: ev.run_test(tasks[k[0]], k[1]), todo)))
+    for r in records:
+        r["passed"] = got[(r["task_id"], r["completion"])]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="ar_vs_diffusion.py", description="diffusion vs autoregressive baseline, HumanEval single-line infilling"
+    )
+    ap.add_argument("--model", help="diffusion model directory (default: the shipped model)")
+    ap.add_argument("--ar-model", default="runs/ar-onnx", help="AR model directory (python -m unmask.engine.ar)")
+    ap.add_argument("--data", help="humaneval-infilling directory (default: ../shared/eval/humaneval-infilling)")
+    ap.add_argument("--limit", type=int, default=0, help="an even spread of N tasks (0: all 1033)")
+    ap.add_argument("--configs", help="comma-separated subset of configuration names")
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads, both models (0: default)")
+    ap.add_argument("--test-workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="order of configurations per task")
+    ap.add_argument("--json", default="runs/bench/ar_vs_diffusion.json", help="records + summary")
+    ap.add_argument("--plots", default="bench/plots", help="directory for the PNGs ('' for none)")
+    ap.add_argument("--replot", help="redraw plots and report from a JSON written earlier; run nothing")
+    args = ap.parse_args(argv)
+
+    if args.replot:
+        res = json.loads(Path(args.replot).read_text())
+        if args.plots:
+            for p in plot(res, res["records"], Path(args.plots)):
+                print(f"wrote {p}")
+        print(markdown(res))
+        return
+
+    cfgs = configs(args.configs)
+    data = Path(args.data) if args.data else ev.default_data_dir()
+    if not data.is_dir():
+        sys.exit(f"evaluation data not found at {data} (pass --data)")
+    tasks = ev.load_tasks(data, "single", args.limit)
+    backend = {"type": "onnx", **({"path": args.model} if args.model else {})}
+    if args.threads:
+        backend["threads"] = args.threads
+    eng = Engine(backend, cache_size=0)  # every completion encodes its context, as AR prefills its prompt
+    timed = Timed(eng.backend)
+    eng.backend = timed
+    ar = None
+    if any(c["kind"] == "ar" for c in cfgs):
+        try:
+            ar = ArEngine(args.ar_model, threads=args.threads)
+        except ModelError as e:
+            sys.exit(
+                f"{e}\nExport the AR baseline first: python -m unmask.engine.ar --run runs/ar --out {args.ar_model}"
+            )
+    for _ in range(3):
+        eng.warmup()
+        if ar:
+            ar.warmup()
+
+    rng = random.Random(args.seed)
+    records: list[dict] = []
+    t_start = time.perf_counter()
+    for i, task in enumerate(tasks):
+        order = cfgs[:]
+        rng.shuffle(order)
+        for c in order:
+            records.append(run_one(c, task, eng, timed, ar))
+        if (i + 1) % 50 == 0 or i + 1 == len(tasks):
+            el = time.perf_counter() - t_start
+            print(
+                f"{i + 1}/{len(tasks)} tasks, {el:.0f} s, eta {el / (i + 1) * (len(tasks) - i - 1):.0f} s", flush=True
+            )
+    t_complete = time.perf_counter() - t_start
+    by_id = {t["task_id"]: t for t in tasks}
+    t0 = time.perf_counter()
+    run_tests(records, by_id, args.test_workers)
+    rows = summarize(records, cfgs)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    res = {
+        "command": "python bench/ar_vs_diffusion.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{cpu}, {__import__('os').cpu_count()} cores, {platform.python_version()}",
+        "machine_short": f"{__import__('os').cpu_count()}-core CPU",
+        "threads": args.threads,
+        "n_tasks": len(tasks),
+        "diffusion_model": {k: eng.meta.get(k) for k in ("name", "n_params", "quantized", "training")},
+        "ar_model": {k: ar.meta.get(k) for k in ("source", "n_params", "quantized", "training")} if ar else None,
+        "seconds_completions": t_complete,
+        "seconds_tests": time.perf_counter() - t0,
+        "rows": rows,
+        "compare": compare(records, rows),
+        "saturation": saturation(records, rows),
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**res, "records": records}, indent=1, default=float) + "\n")
+        print(f"wrote {args.json}")
+    if args.plots:
+        for p in plot(res, records, Path(args.plots)):
+            print(f"wrote {p}")
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
