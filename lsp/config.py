@@ -1,8 +1,9 @@
 """The server's settings: defaults, the wire names clients use, and validation.
 
 Settings arrive as ``initializationOptions`` and later ``workspace/didChangeConfiguration``
-(flat, or nested under an ``"unmask"`` key). :func:`merge` applies the keys present onto the
-current settings; an invalid value falls back to that key's default and yields a message for
+(flat, or nested under an ``"unmask"`` key). Dotted keys (``context.sources``) may also come
+nested (``{"context": {"sources": ...}}``, as VS Code sends them). :func:`merge` applies the
+keys present onto the current settings; an invalid value falls back to that key's default and yields a message for
 the user (the server shows it with ``window/showMessage``). Unknown keys are only logged.
 
 It knows setting names, types and ranges; it knows nothing about LSP transport or the model.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_BUDGET_MS = 250
+CONTEXT_SOURCES = ("scope", "definitions", "recent", "open", "similar")  # unmask.context.SOURCES, in order
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Settings:
     model_path: str | None = None  # model directory (None: the --model flag or the shipped model)
     enabled_languages: tuple[str, ...] = ("*",)  # languageIds to complete in; "*" means all
     stream_drafts: bool = False  # send an ``unmask/draft`` notification per denoising step
+    context_enabled: bool = True  # pack repository context around the hole (else prefix and suffix only)
+    context_sources: tuple[str, ...] = CONTEXT_SOURCES  # the snippet sources to use
 
     def language_enabled(self, language_id: str | None) -> bool:
         return "*" in self.enabled_languages or (language_id or "") in self.enabled_languages
@@ -65,6 +69,19 @@ def _path(v: Any) -> str | None:
     return v
 
 
+def _sources(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"expected a list of context sources out of {list(CONTEXT_SOURCES)}")
+    if "*" in v:
+        return CONTEXT_SOURCES
+    bad = [x for x in v if x not in CONTEXT_SOURCES]
+    if bad:
+        raise ValueError(f"unknown context sources {bad}; known: {list(CONTEXT_SOURCES)}")
+    return tuple(x for x in CONTEXT_SOURCES if x in v)
+
+
 def _languages(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [v]
@@ -83,6 +100,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "modelPath": ("model_path", _path),
     "enabledLanguages": ("enabled_languages", _languages),
     "streamDrafts": ("stream_drafts", _bool),
+    "context.enabled": ("context_enabled", _bool),
+    "context.sources": ("context_sources", _sources),
 }
 DEFAULTS = Settings()
 
@@ -99,6 +118,7 @@ def merge(current: Settings, raw: Any) -> tuple[Settings, list[str], list[str]]:
         return current, [f"unmask: settings must be an object, got {type(raw).__name__}; keeping the current ones"], []
     if isinstance(raw.get("unmask"), dict):
         raw = raw["unmask"]
+    raw = _flatten(raw)
     changes: dict[str, Any] = {}
     problems: list[str] = []
     unknown: list[str] = []
@@ -114,3 +134,15 @@ def merge(current: Settings, raw: Any) -> tuple[Settings, list[str], list[str]]:
             changes[name] = default
             problems.append(f"unmask: invalid {key} {value!r}: {e}; using the default {default!r}")
     return dataclasses.replace(current, **changes), problems, unknown
+
+
+def _flatten(raw: dict) -> dict:
+    """``{"context": {"sources": x}}`` -> ``{"context.sources": x}``, for the groups that have dotted keys."""
+    groups = {k.split(".", 1)[0] for k in FIELDS if "." in k}
+    out: dict = {}
+    for key, value in raw.items():
+        if key in groups and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
