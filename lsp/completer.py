@@ -6,13 +6,20 @@ next-edit prediction), the model job in flight and the last suggestion computed.
 
 1. language disabled, or an automatic trigger in the middle of a word: nothing;
 2. the user typed the first characters of the last suggestion: serve its rest (no model);
-3. otherwise cancel the document's older job (newest wins), run a new one on the
-   :class:`~unmask.lsp.worker.ModelWorker` under the deadline, shape the answer, gate it on
-   confidence (automatic triggers only) and check the document version did not move.
+3. otherwise choose the span (:func:`~unmask.lsp.shape.choose_span`, from the document's
+   syntax tree when it has one); an automatic trigger where the span selection says not to
+   suggest (in a comment or a string) stops here, without a model call;
+4. gather the repository context (:class:`~unmask.lsp.repo.RepoContext`: scope, definitions,
+   recent edits, open documents, similar code, packed into the model's window) unless the
+   ``context.enabled`` setting is off, cancel the document's older job (newest wins), run a
+   new one on the :class:`~unmask.lsp.worker.ModelWorker` under the deadline, shape the
+   answer, gate it on confidence (automatic triggers only) and check the document version
+   did not move.
 
 A superseded request raises :class:`Superseded`, a result for an older document version
 :class:`Stale`; the server answers both with ``ContentModified``. Results computed for an
 older version are still remembered for type-through, which compares text, not versions.
+Every stage's time goes into the request's :class:`~unmask.lsp.timings.Trace`.
 
 It knows documents by uri, version and text; it knows nothing about LSP types, positions or
 transports (the server converts with :mod:`unmask.lsp.convert`).
@@ -28,15 +35,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from unmask.context import SpanChoice
 from unmask.engine.infill import InfillDraft
 from unmask.engine.runtime import ModelError
 
 from .config import Settings
 from .protocol import Stats
-from .shape import Suggestion, automatic_allowed, choose_span, shape
+from .repo import RepoContext, context_summary
+from .shape import Span, Suggestion, automatic_allowed, choose_span, shape
+from .timings import Trace
 from .worker import Job, ModelWorker
 
 log = logging.getLogger("unmask.lsp")
+
+_arrivals = itertools.count(1)
 
 HISTORY = 64  # edits kept per document
 MAX_CHARS = 4_000_000  # larger documents are skipped
@@ -74,6 +86,8 @@ class Request:
     cursor: tuple[int, int] = (0, 0)  # (line, character) as the client sent it; echoed in drafts
     request_id: int | str | None = None
     arrived: float = field(default_factory=time.perf_counter)  # the deadline counts from here
+    trace: Trace | None = None
+    seq: int = field(default_factory=lambda: next(_arrivals))  # arrival order
 
 
 @dataclass
@@ -95,12 +109,22 @@ DraftSink = Callable[[Request, InfillDraft], None]  # called on the event loop
 
 
 class Completer:
-    def __init__(self, worker: ModelWorker, settings: Callable[[], Settings], on_draft: DraftSink | None = None):
+    def __init__(
+        self,
+        worker: ModelWorker,
+        settings: Callable[[], Settings],
+        on_draft: DraftSink | None = None,
+        repo: RepoContext | None = None,
+        encoding: Callable[[], str] = lambda: "utf-16",
+    ):
         self.worker = worker
         self.settings = settings
         self.on_draft = on_draft
+        self.repo = repo  # parsed documents and workspace indexes; None: prefix and suffix only
+        self.encoding = encoding  # the negotiated position encoding
         self.stats = Stats()
         self.docs: dict[str, DocState] = {}
+        self._latest: dict[str, int] = {}  # uri -> seq of the newest request that arrived for it
         self._ids = itertools.count(1)
 
     # -- document lifecycle -------------------------------------------------------------------
@@ -108,6 +132,7 @@ class Completer:
         self.docs[uri] = DocState()
 
     def closed(self, uri: str) -> None:
+        self._latest.pop(uri, None)
         st = self.docs.pop(uri, None)
         if st and st.job:
             st.job.cancel()
@@ -130,25 +155,46 @@ class Completer:
                     st.last = None
 
     # -- completion ----------------------------------------------------------------------------
+    def arrived(self, req: Request) -> None:
+        """Note a request as it arrives (before its handler runs): older ones for its document are superseded."""
+        self._latest[req.uri] = max(req.seq, self._latest.get(req.uri, 0))
+
     async def complete(self, req: Request, version_now: Callable[[], int | None]) -> Outcome:
         """Answer one request (see the module docstring); ``version_now`` reads the document's current version."""
         self.stats.requests += 1
-        out = await self._complete(req)
-        if version_now() != req.version:
+        tr = req.trace = req.trace or Trace(req.request_id, req.uri, req.version, req.arrived)
+        tr.add("wait", (time.perf_counter() - req.arrived) * 1e3)
+        try:
+            out = await self._complete(req, tr)
+            if version_now() != req.version:
+                raise Stale()
+        except Stale:
             self.stats.stale += 1
-            raise Stale()
+            tr.outcome = "stale"
+            raise
+        except Superseded:
+            self.stats.superseded += 1
+            tr.outcome = "superseded"
+            raise
+        except asyncio.CancelledError:
+            tr.outcome = "cancelled"
+            raise
         if out.text is None:
             self.stats.empty += 1
+            tr.outcome = out.source if out.source != "model" else "empty"
         else:
             self.stats.answered += 1
+            tr.outcome = "type-through" if out.source == "type-through" else "items"
         return out
 
-    async def _complete(self, req: Request) -> Outcome:
+    async def _complete(self, req: Request, tr: Trace) -> Outcome:
         s = self.settings()
         st = self.docs.setdefault(req.uri, DocState())
         if st.job is not None:  # newest request wins, whatever this one turns out to need
             st.job.cancel()
             st.job = None
+        if self._latest.get(req.uri, 0) > req.seq:  # a newer request arrived before this one's handler ran
+            raise Superseded()
         why = self._skip_reason(req, s, st)
         if why:
             return Outcome(None, None, why)
@@ -158,16 +204,21 @@ class Completer:
         if not req.invoked and not automatic_allowed(req.prefix, req.suffix):
             return Outcome(None, None, "mid-word")
 
-        span = choose_span(req.prefix, req.suffix, req.language_id)
+        span = self._span(req, tr)
+        if span.suppress_reason is not None and not req.invoked:
+            self.stats.suppressed += 1
+            return Outcome(None, None, span.suppress_reason)
+        pieces, buckets = self._pieces(req, s, span, tr)
         job = Job(
-            req.prefix,
-            req.suffix,
-            span.bucket,
+            pieces,
+            buckets,
             budget_ms=s.invoked_budget_ms if req.invoked else s.latency_budget_ms,
             steps=s.steps,
             threshold=s.threshold,
             one_line=not span.multiline,
             created=req.arrived,
+            trace=tr,
+            label=f"{req.uri} v{req.version} request {req.request_id}",
         )
         if s.stream_drafts and self.on_draft is not None:
             job.on_draft = self._draft_forwarder(req, job)
@@ -184,14 +235,14 @@ class Completer:
             if st.job is job:
                 st.job = None
         if draft is None or job.cancelled:
-            self.stats.superseded += 1
             raise Superseded()
 
-        text = shape(draft.text, req.suffix, span.multiline)
-        conf = draft.confidence[0]
-        if text is not None and not req.invoked and conf < s.min_confidence:
-            self.stats.low_confidence += 1
-            text = None
+        with tr.time("shape"):
+            text = shape(draft.text, req.suffix, span.multiline)
+            conf = draft.confidence[0]
+            if text is not None and not req.invoked and conf < s.min_confidence:
+                self.stats.low_confidence += 1
+                text = None
         cid = f"c{next(self._ids)}"
         # remembered even if the document moved on meanwhile: type-through compares text, not versions
         st.last = Suggestion(cid, req.prefix, req.suffix, text, span.multiline) if text else None
@@ -207,6 +258,45 @@ class Completer:
             text,
         )
         return Outcome(text, cid if text else None, "model")
+
+    def _span(self, req: Request, tr: Trace) -> Span:
+        """The span at the cursor, from the document's syntax tree when the server keeps one."""
+        doc = self.repo.document(req.uri) if self.repo is not None else None
+        if doc is not None and doc.version != req.version:
+            # a didChange was read after the request: the parsed copy is ahead of the request's text. Answer
+            # from the text alone, as without a syntax tree; the version check at the end makes it Stale
+            # (unless a newer request supersedes it first).
+            doc = None
+        if doc is not None:
+            if doc.text != req.prefix + req.suffix:  # never expected; a wrong tree must not outlive one request
+                self.repo.resync(req.uri, req.prefix + req.suffix, req.version)  # type: ignore[union-attr]
+            with tr.time("parse"):
+                doc.tree  # noqa: B018 - the lazy incremental re-parse, timed on its own
+        span = choose_span(req.prefix, req.suffix, doc, req.cursor, self.encoding())
+        tr.add("span", span.ms)
+        return span
+
+    def _pieces(self, req: Request, s: Settings, span: Span, tr: Trace) -> tuple[list[str], list[int]]:
+        """What the engine is given: repository context packed around the hole, or the bare document."""
+        doc = self.repo.document(req.uri) if self.repo is not None and s.context_enabled else None
+        if doc is None or doc.version != req.version:
+            return [req.prefix, req.suffix], [span.bucket]
+        assert self.repo is not None
+        choice = span.choice or SpanChoice(  # no syntax tree: the text decided the span
+            span.kind, span.bucket, span.multiline, offset=doc.offset_at(*req.cursor, encoding=self.encoding())
+        )
+        res = self.repo.gather(
+            req.uri,
+            req.cursor,
+            choice,
+            sources=s.context_sources,
+            count_tokens=self.worker.token_counter(),
+            window=self.worker.window,
+            encoding=self.encoding(),
+        )
+        tr.add("context", res.timings["total"] - res.timings.get("span", 0.0))
+        tr.context = context_summary(res)
+        return res.engine_pieces()
 
     def _skip_reason(self, req: Request, s: Settings, st: DocState) -> str | None:
         if not s.language_enabled(req.language_id):

@@ -18,7 +18,8 @@ from pygls.workspace import TextDocument
 from unmask.engine.infill import InfillDraft
 
 from .completer import Edit, Request
-from .protocol import ACCEPT_COMMAND, DraftParams
+from .protocol import ACCEPT_COMMAND, DraftParams, RequestTiming, TimingsResult
+from .timings import Trace
 
 
 def request(doc: TextDocument, params: types.InlineCompletionParams, request_id: int | str | None) -> Request:
@@ -79,6 +80,35 @@ def draft(req: Request, d: InfillDraft) -> DraftParams:
         confidence=round(d.confidence[0], 4),
         elapsed_ms=round(d.ms, 2),
         done=d.done,
+    )
+
+
+def encoding(workspace) -> str:
+    """The negotiated position encoding as the context layer names it: utf-8, utf-16 or utf-32."""
+    enc = getattr(workspace, "position_encoding", None)
+    return str(getattr(enc, "value", enc) or "utf-16")
+
+
+def supports_progress(caps: types.ClientCapabilities | None) -> bool:
+    """Does the client accept server-initiated work-done progress (``window/workDoneProgress/create``)?"""
+    return bool(caps is not None and caps.window is not None and caps.window.work_done_progress)
+
+
+def timings(traces: list[Trace]) -> TimingsResult:
+    return TimingsResult(
+        [
+            RequestTiming(
+                t.request_id,
+                t.uri,
+                t.version,
+                t.outcome,
+                {k: round(v, 3) for k, v in t.stages.items()},
+                list(t.steps),
+                list(t.step_forward),
+                t.context,
+            )
+            for t in traces
+        ]
     )
 
 

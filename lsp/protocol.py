@@ -23,6 +23,12 @@ DRAFT = "unmask/draft"
 STATS = "unmask/stats"
 """Request: the server's counters (requests, superseded, stale, model calls, feedback...)."""
 
+TIMINGS = "unmask/timings"
+"""Request: per-stage timings of the last inline completion requests (parse, context, encode, steps...)."""
+
+DOCUMENT = "unmask/document"
+"""Request (debugging): the server's copy of an open document: text, version and syntax tree."""
+
 DID_SHOW = "textDocument/didShowCompletion"
 """Notification (Copilot-compatible): an inline completion item was shown to the user."""
 
@@ -76,7 +82,40 @@ class Stats:
     partially_accepted: int = 0
     rejected: int = 0
     edits: int = 0  # content changes recorded in the documents' edit histories
+    suppressed: int = 0  # automatic requests not sent to the model: cursor in a comment or string
+    indexed_files: int = 0  # files in the workspace indexes
+    indexing: bool = False  # a workspace index is being built
     model: str = ""  # the loaded model directory ("" while loading or after a failure)
+
+
+@attrs.define
+class RequestTiming:
+    """One inline completion request's stage timings (``unmask/timings``); all times in ms."""
+
+    request_id: int | str | None
+    uri: str
+    version: int | None
+    outcome: str  # items | empty | type-through | superseded | stale | cancelled | comment | string | ...
+    stages: dict[str, float]  # stage -> ms; the stages are listed in docs/protocol.md
+    steps: list[float]  # wall time of each denoising step
+    step_forward: list[float]  # the model's forward pass within each step
+    context: dict | None = None  # {span, bucket, budget, used, pieces: [{source, path, line, tokens}]}
+
+
+@attrs.define
+class TimingsResult:
+    requests: list[RequestTiming]  # oldest first
+
+
+@attrs.define
+class DocumentState:
+    """The server's copy of an open document (``unmask/document``, for debugging clients and tests)."""
+
+    uri: str
+    version: int | None
+    language: str | None  # the grammar used; null: plain text (no syntax tree)
+    text: str
+    tree: str | None  # the syntax tree as an s-expression with byte ranges: (type [start-end] children...)
 
 
 _converter = None

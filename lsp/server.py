@@ -10,6 +10,12 @@ one shape: get the document → the text around the cursor (:mod:`unmask.lsp.con
 completer (:mod:`unmask.lsp.completer`) → convert back → return. Custom methods live in
 :mod:`unmask.lsp.protocol` and are documented in ``docs/protocol.md``.
 
+The repository context (:class:`~unmask.lsp.repo.RepoContext`) follows the client: a parsed
+copy of each open document, updated by every didChange; after ``initialized``, a workspace
+index per root folder built in the background, with ``$/progress`` reports when the client
+supports them, and kept current on didSave and watched-file events. Every inline completion
+request is traced stage by stage (:mod:`unmask.lsp.timings`, ``unmask/timings``).
+
 Logs go to ``window/logMessage`` (info and up) and to a log file; nothing is ever sent over
 the network beyond the client connection itself.
 
@@ -21,9 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import itertools
 import logging
 import os
 import sys
+import time
 from collections import deque
 from concurrent.futures import Future
 from importlib.metadata import PackageNotFoundError, version
@@ -37,9 +45,13 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
 
+from unmask.context import EXTENSIONS
+
 from . import config, convert
 from . import protocol as ext
 from .completer import Completer, Request, Stale, Superseded
+from .repo import RepoContext, tree_outline, uri_path
+from .timings import Timings
 from .worker import ModelWorker
 
 log = logging.getLogger("unmask.lsp")
@@ -57,10 +69,12 @@ class UnmaskProtocol(LanguageServerProtocol):
     """pygls' protocol with these additions, all at message arrival (pygls runs async handlers later):
 
     * each content change is recorded, with the text it replaced, before it is applied;
+    * each content change is also applied to the document's parsed copy (syntax tree);
     * a request whose params do not fit its method gets an InvalidParams answer (pygls sends none),
       and ``$/cancelRequest`` for a request in flight is counted;
     * an inline completion request snapshots the document (text, version, cursor) as it is
-      when the request arrives, so a didChange read meanwhile cannot slip under it.
+      when the request arrives, so a didChange read meanwhile cannot slip under it, and starts
+      its trace; the trace ends when the response has been written.
     """
 
     _server: UnmaskServer
@@ -69,8 +83,18 @@ class UnmaskProtocol(LanguageServerProtocol):
         if method_name == types.TEXT_DOCUMENT_INLINE_COMPLETION and isinstance(params, types.InlineCompletionParams):
             doc = open_document(self.workspace, params.text_document.uri)
             if doc is not None:
-                _arrival.set(convert.request(doc, params, msg_id))  # the handler's task copies this context
+                server = self._server
+                req = convert.request(doc, params, msg_id)
+                req.trace = server.timings.begin(msg_id, req.uri, req.version)
+                req.trace.add("edit", server.repo.take_edit_ms(doc.uri))
+                server.completer.arrived(req)
+                _arrival.set(req)  # the handler's task copies this context
         super()._handle_request(msg_id, method_name, params)
+
+    def _send_response(self, msg_id, result=None, error=None):
+        t = time.perf_counter()
+        super()._send_response(msg_id, result, error)
+        self._server.timings.finish(msg_id, (time.perf_counter() - t) * 1e3, error is not None)
 
     def structure_message(self, data):
         """pygls drops a request whose params do not fit the method's type; answer it with InvalidParams."""
@@ -100,15 +124,31 @@ class UnmaskProtocol(LanguageServerProtocol):
         if doc is None:
             log.warning("didChange for %s, which is not open: ignored", params.text_document.uri)
             return
+        t = time.perf_counter()
+        version = params.text_document.version
+        repo, encoding = self._server.repo, convert.encoding(self.workspace)
         for change in params.content_changes:
-            edit = convert.edit(doc, change, params.text_document.version)
+            edit = convert.edit(doc, change, version)
             self.workspace.update_text_document(params.text_document, change)
             self._server.completer.edited(doc.uri, edit)
+            if isinstance(change, types.TextDocumentContentChangePartial):
+                repo.change(doc.uri, edit.start, edit.end, change.text, version, encoding)
+            else:
+                repo.change(doc.uri, None, None, change.text, version)
+        repo.charge(doc.uri, (time.perf_counter() - t) * 1e3)
         if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
             yield user_handler, (params,), None
 
 
 _ANSWERED = object()  # a malformed request that already got its error response
+
+
+def _param(params: Any, *keys: str) -> Any:
+    """``params[k1][k2]...`` of a custom request's params, or None where it is missing or malformed."""
+    value = ext.plain(params)
+    for k in keys:
+        value = value.get(k) if isinstance(value, dict) else None
+    return value
 
 
 def open_document(ws, uri: str) -> TextDocument | None:
@@ -122,9 +162,14 @@ class UnmaskServer(LanguageServer):
         self.settings = config.Settings()
         self.worker = worker
         self.model_flag = model_flag  # --model; settings' modelPath overrides it
-        self.completer = Completer(worker, lambda: self.settings, self.send_draft)
+        self.repo = RepoContext()
+        self.timings = Timings()
+        self.completer = Completer(
+            worker, lambda: self.settings, self.send_draft, self.repo, lambda: convert.encoding(self.workspace)
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending_loads: list[Future] = []
+        self._progress_tokens = itertools.count(1)
 
     # -- settings and model -------------------------------------------------------------------
     def apply_settings(self, raw: Any, origin: str) -> None:
@@ -164,7 +209,83 @@ class UnmaskServer(LanguageServer):
         s = self.completer.stats
         s.model_calls = self.worker.model_calls
         s.model = self.worker.model_path
+        s.indexed_files = self.repo.indexed_files
+        s.indexing = self.repo.indexing
         return s
+
+    # -- workspace index ----------------------------------------------------------------------
+    def workspace_roots(self) -> list[str]:
+        """File-system paths of the workspace folders (else the root URI); none for a bare server."""
+        ws = self.workspace
+        uris = [f.uri for f in ws.folders.values()] or ([ws.root_uri] if ws.root_uri else [])
+        return [p for p in (uri_path(u) for u in uris) if p]
+
+    async def index_root(self, root: str) -> None:
+        """Index ``root`` in the background, reporting work-done progress when the client supports it."""
+        token: str | None = None
+        if convert.supports_progress(self.client_capabilities):
+            token = f"unmask-index-{os.getpid()}-{next(self._progress_tokens)}"
+            try:
+                await self.work_done_progress.create_async(token)
+            except Exception as e:  # the client refused: index anyway, without progress
+                log.info("no progress reports for indexing %s: %s", root, e)
+                token = None
+        if token is not None:
+            self.work_done_progress.begin(
+                token, types.WorkDoneProgressBegin(title="unmask: indexing", message=root, percentage=0)
+            )
+        loop = asyncio.get_running_loop()
+        reporter = _IndexProgress(self, token, os.path.realpath(root))
+        if self.repo.add_root(root, lambda *a: loop.call_soon_threadsafe(reporter, *a)) is None and token:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="not indexed"))
+
+    async def watch_files(self) -> None:
+        """Ask the client to send didChangeWatchedFiles for source files (when it can register dynamically)."""
+        ws = self.client_capabilities.workspace
+        dyn = ws.did_change_watched_files if ws is not None else None
+        if not self.repo.indexes or dyn is None or not dyn.dynamic_registration:
+            return
+        exts = ",".join(sorted(e.lstrip(".") for e in EXTENSIONS))
+        watchers = [
+            types.FileSystemWatcher(glob_pattern=f"**/*.{{{exts}}}"),
+            types.FileSystemWatcher(glob_pattern="**/.gitignore"),
+        ]
+        reg = types.Registration(
+            id="unmask-watched-files",
+            method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+            register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers=watchers),
+        )
+        try:
+            await self.client_register_capability_async(types.RegistrationParams(registrations=[reg]))
+        except Exception as e:
+            log.info("the client did not register file watching (%s); the index updates on save only", e)
+
+
+class _IndexProgress:
+    """Turns a workspace index's progress callbacks into ``$/progress`` reports (on the event loop)."""
+
+    def __init__(self, server: UnmaskServer, token: str | None, root: str):
+        self.server, self.token, self.root = server, token, root
+        self.last = 0.0
+        self.ended = False
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        ix = self.server.repo.indexes.get(self.root)
+        if self.ended or ix is None:
+            return
+        progress = self.server.work_done_progress
+        if ix.ready.is_set() and done >= total:
+            self.ended = True
+            st = ix.stats
+            msg = f"indexed {st.files} files, {st.definitions} definitions in {st.seconds:.1f} s"
+            if self.token is not None:
+                progress.end(self.token, types.WorkDoneProgressEnd(message=msg))
+            return
+        now = time.monotonic()
+        if self.token is not None and now - self.last >= 0.1:
+            self.last = now
+            pct = int(100 * done / total) if total else 0
+            progress.report(self.token, types.WorkDoneProgressReport(message=message, percentage=pct))
 
 
 def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
@@ -180,6 +301,23 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
         ls._pending_loads.clear()
         ls.apply_settings(params.initialization_options, "initializationOptions")
 
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: UnmaskServer, params: types.InitializedParams) -> None:
+        """Index the workspace roots in the background; watch their source files."""
+        roots = ls.workspace_roots()
+        if not roots:
+            log.info("no workspace folder: completing without a workspace index")
+        await asyncio.gather(*(ls.index_root(r) for r in roots))
+        await ls.watch_files()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    async def did_change_workspace_folders(ls: UnmaskServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        """Index added folders, drop removed ones."""
+        for f in params.event.removed or []:
+            if p := uri_path(f.uri):
+                ls.repo.remove_root(p)
+        await asyncio.gather(*(ls.index_root(p) for f in params.event.added or [] if (p := uri_path(f.uri))))
+
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: UnmaskServer, params: types.DidChangeConfigurationParams) -> None:
         """Apply pushed settings; pull the ``unmask`` section when the client pushes none."""
@@ -194,13 +332,26 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: UnmaskServer, params: types.DidOpenTextDocumentParams) -> None:
-        """Start tracking the document."""
-        ls.completer.opened(params.text_document.uri)
+        """Start tracking the document: its completion state and its parsed copy."""
+        d = params.text_document
+        ls.completer.opened(d.uri)
+        ls.repo.open(d.uri, d.language_id, d.text, d.version)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: UnmaskServer, params: types.DidCloseTextDocumentParams) -> None:
         """Forget the document and cancel its work."""
         ls.completer.closed(params.text_document.uri)
+        ls.repo.close(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: UnmaskServer, params: types.DidSaveTextDocumentParams) -> None:
+        """Re-index the saved file (in the background)."""
+        ls.repo.saved(params.text_document.uri)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(ls: UnmaskServer, params: types.DidChangeWatchedFilesParams) -> None:
+        """Keep the index current when files change outside the editor."""
+        ls.repo.watched([(c.uri, int(c.type)) for c in params.changes])
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: UnmaskServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
@@ -215,7 +366,11 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
             raise JsonRpcContentModified("superseded by a newer request for this document") from None
         except Stale:
             raise JsonRpcContentModified("the document changed while completing") from None
-        return convert.inline_list(doc, params.position, req, out.text, out.id)
+        t = time.perf_counter()
+        result = convert.inline_list(doc, params.position, req, out.text, out.id)
+        if req.trace is not None:
+            req.trace.add("shape", (time.perf_counter() - t) * 1e3)
+        return result
 
     @server.command(ext.ACCEPT_COMMAND)
     def accepted(ls: UnmaskServer, completion_id: str | None = None) -> None:
@@ -243,10 +398,26 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
         """The server's counters."""
         return ext.to_wire(ls.stats())
 
+    @server.feature(ext.TIMINGS)
+    def timings(ls: UnmaskServer, params: Any) -> dict:
+        """Stage timings of the last inline completion requests."""
+        limit = _param(params, "limit")
+        return ext.to_wire(convert.timings(ls.timings.recent(limit if isinstance(limit, int) else None)))
+
+    @server.feature(ext.DOCUMENT)
+    def document(ls: UnmaskServer, params: Any) -> dict:
+        """The server's copy of an open document (debugging)."""
+        uri = _param(params, "textDocument", "uri")
+        doc = ls.repo.document(uri) if isinstance(uri, str) else None
+        if doc is None:
+            raise JsonRpcInvalidParams(f"{uri} is not open")
+        return ext.to_wire(ext.DocumentState(uri, doc.version, doc.language, doc.text, tree_outline(doc.tree)))
+
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: UnmaskServer, params: Any) -> None:
-        """Stop model work."""
+        """Stop model work and indexing."""
         ls.worker.close()
+        ls.repo.shutdown()
 
     return server
 

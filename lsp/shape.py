@@ -1,21 +1,27 @@
 """What to ask the model for at a cursor, and how to turn its answer into a suggestion.
 
-* :func:`choose_span` picks the span: one line or a block. It is the single place that
-  decides; today it asks :func:`auto_bucket` (text around the cursor), later the
-  tree-sitter span selection from :mod:`unmask.context` slots in here.
+* :func:`choose_span` picks the span: its kind, its bucket (slots), one line or a block,
+  and whether an automatic suggestion should be suppressed there (comment, string,
+  mid-word). It is the single place that decides: from the syntax tree around the cursor
+  (:func:`unmask.context.select_span`) when the document has one, else from the text
+  alone (:func:`auto_bucket`, for languages without a grammar).
 * :func:`shape` turns a raw span text into what is shown: cut at the first newline in
   single-line mode, never repeat what the suffix already holds, drop empty answers.
 * :class:`Suggestion` remembers a shown suggestion so characters typed into it are served
   from it (type-through) without a model call.
 
-Pure text in, text out, on code-point strings: it knows nothing about LSP positions,
-documents, versions or the model.
+Text in, text out, on code-point strings (``choose_span`` also reads the context layer's
+parsed document at an LSP position): it knows nothing about LSP types, versions or the model.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module; unmask.context loads tree-sitter (~70 ms)
+    from unmask.context import ParsedDocument, SpanChoice
 
 _WORD = re.compile(r"\w")
 
@@ -24,10 +30,14 @@ _WORD = re.compile(r"\w")
 class Span:
     bucket: int  # slots the model may fill
     multiline: bool
+    kind: str = "auto"  # block | statement | args | literal | line | infill (syntax tree); auto (text)
+    suppress_reason: str | None = None  # comment | string | mid-word: no automatic suggestion here
+    choice: SpanChoice | None = None  # the context layer's choice, when a syntax tree decided
+    ms: float = 0.0
 
 
 def auto_bucket(prefix: str, suffix: str) -> int:
-    """A line or a block, from the text alone (until the tree-sitter span selection is wired in)."""
+    """A line or a block, from the text alone (documents without a syntax tree)."""
     from unmask.engine.infill import BLOCK_BUCKET, LINE_BUCKET
 
     line = prefix[prefix.rfind("\n") + 1 :]
@@ -39,10 +49,24 @@ def auto_bucket(prefix: str, suffix: str) -> int:
     return LINE_BUCKET
 
 
-def choose_span(prefix: str, suffix: str, language_id: str | None = None) -> Span:
-    """Single line or block for a cursor between ``prefix`` and ``suffix`` (the one swappable choice)."""
+def choose_span(
+    prefix: str,
+    suffix: str,
+    doc: ParsedDocument | None = None,
+    at: tuple[int, int] = (0, 0),
+    encoding: str = "utf-16",
+) -> Span:
+    """The span for a cursor between ``prefix`` and ``suffix``, at ``at`` (line, character) of ``doc``.
+
+    With a syntax tree (``doc`` in a language with a grammar) the tree decides; otherwise the text.
+    """
     from unmask.engine.infill import LINE_BUCKET
 
+    if doc is not None and doc.tree is not None:
+        from unmask.context import select_span
+
+        c = select_span(doc, at[0], at[1], encoding=encoding)
+        return Span(c.bucket, c.multiline, c.kind, c.suppress_reason, c, c.ms)
     bucket = auto_bucket(prefix, suffix)
     return Span(bucket, multiline=bucket != LINE_BUCKET)
 

@@ -2,9 +2,15 @@
 
 :class:`ModelWorker` owns the :class:`~unmask.engine.infill.Engine` and a single-thread
 executor. Loading (and warming up) the model and every completion run there, in order, so
-the asyncio loop that speaks LSP is never blocked by model work. A :class:`Job` carries a
-cancel flag that the run checks before it starts and after every denoising step: a job
+the asyncio loop that speaks LSP is never blocked by model work. A :class:`Job` carries the
+engine's ``pieces`` and ``buckets`` (the text around each hole, packed by the context layer)
+and a cancel flag that the run checks before it starts and after every denoising step: a job
 superseded while queued costs nothing, one superseded mid-way stops at the next step.
+
+When a job carries a :class:`~unmask.lsp.timings.Trace`, the run fills in the engine's
+stages: the model's backend is wrapped (:class:`TimedBackend`) so its forward passes are
+timed apart from the engine's own work. :meth:`ModelWorker.token_counter` counts tokens with
+the model's tokenizer (a second instance, so the event loop never shares the engine's).
 
 It knows the engine's public API and threads; it knows nothing about LSP, documents or
 versions.
@@ -12,32 +18,42 @@ versions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from unmask.engine.infill import Engine, InfillDraft
 from unmask.engine.runtime import ModelError
+from unmask.engine.tokenizer import Tokenizer
+
+from .timings import Trace
 
 log = logging.getLogger("unmask.lsp")
 
 
 @dataclass
 class Job:
-    """One completion for the engine: the text around the cursor and the decoding limits."""
+    """One completion for the engine: the text around the hole(s) and the decoding limits.
 
-    prefix: str
-    suffix: str
-    bucket: int
+    The document is ``pieces[0] + hole_0 + pieces[1] + ...``; ``buckets[i]`` is hole i's slots.
+    """
+
+    pieces: list[str]
+    buckets: list[int]
     budget_ms: float  # measured from ``created`` (the request's arrival): time spent queued counts against it
     steps: int
     threshold: float
     one_line: bool = False  # single-line mode: the engine ends the text (and its confidence) at the first newline
     on_draft: Callable[[InfillDraft], None] | None = None  # called in the worker thread
     created: float = field(default_factory=time.perf_counter)
+    trace: Trace | None = None  # filled with the engine's stages
+    label: str = ""  # names the job in debug logs
+    submitted: float = 0.0
     started: bool = False
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -49,6 +65,30 @@ class Job:
         return self.cancel_event.is_set()
 
 
+class TimedBackend:
+    """The engine's backend with every forward pass timed: the pure model compute of a run."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[tuple[str, float]] = []  # ("encode" | "step", ms), since the last clear()
+
+    def encode(self, ctx_ids, ctx_pos):
+        t = time.perf_counter()
+        kv = self.inner.encode(ctx_ids, ctx_pos)
+        self.calls.append(("encode", (time.perf_counter() - t) * 1e3))
+        return kv
+
+    def step(self, span_ids, span_pos, kv):
+        t = time.perf_counter()
+        logits = self.inner.step(span_ids, span_pos, kv)
+        self.calls.append(("step", (time.perf_counter() - t) * 1e3))
+        return logits
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 class ModelWorker:
     """The engine behind a one-thread executor. ``backend`` is the engine's tagged config."""
 
@@ -57,6 +97,7 @@ class ModelWorker:
         self.engine: Engine | None = None
         self.error: str | None = "the model is still loading"
         self.model_calls = 0
+        self._counter: Callable[[str], int] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-model")
 
     @property
@@ -77,7 +118,9 @@ class ModelWorker:
         t0 = time.perf_counter()
         try:
             eng = Engine(cfg)
+            eng.backend = TimedBackend(eng.backend)
             eng.warmup()
+            counter = _counter(Tokenizer.from_file(eng.info.file("tokenizer.json")))
         except ModelError as e:
             if self.engine is None:
                 self.error = str(e)
@@ -86,7 +129,7 @@ class ModelWorker:
             if self.engine is None:
                 self.error = f"cannot load the model: {e}"
             raise ModelError(f"cannot load the model{f' at {path}' if path else ''}: {e}") from e
-        self.engine, self.error = eng, None
+        self.engine, self.error, self._counter = eng, None, counter
         log.info(
             "model %s loaded and warmed up in %.0f ms (backend %s)",
             eng.info.path,
@@ -95,8 +138,18 @@ class ModelWorker:
         )
         return str(eng.info.path)
 
+    @property
+    def window(self) -> int | None:
+        """The loaded model's context window in tokens (holes' slots included)."""
+        return self.engine.window if self.engine else None
+
+    def token_counter(self) -> Callable[[str], int] | None:
+        """Count tokens as the loaded model does (memoized: lines repeat between keystrokes); None before load."""
+        return self._counter
+
     def submit(self, job: Job) -> Future[InfillDraft | None]:
         """Queue ``job``; the future holds the last draft, or None when the job was cancelled."""
+        job.submitted = time.perf_counter()
         return self._pool.submit(self._run, job)
 
     def _run(self, job: Job) -> InfillDraft | None:
@@ -107,24 +160,61 @@ class ModelWorker:
             raise ModelError(self.error or "no model loaded")
         job.started = True
         self.model_calls += 1
-        queued_ms = (time.perf_counter() - job.created) * 1000
-        budget = max(1.0, job.budget_ms - queued_ms)  # budget_ms=0 would mean "no deadline"
-        last = None
-        for draft in eng.stream(
-            job.prefix,
-            job.suffix,
-            bucket=job.bucket,
-            steps=job.steps,
-            threshold=job.threshold,
-            budget_ms=budget,
-            one_line=job.one_line,
-        ):
-            if job.cancelled:
-                return None
-            last = draft
-            if job.on_draft is not None:
-                job.on_draft(draft)
+        t0 = time.perf_counter()
+        budget = max(1.0, job.budget_ms - (t0 - job.created) * 1000)  # budget_ms=0 would mean "no deadline"
+        timed = eng.backend if isinstance(eng.backend, TimedBackend) else None
+        if timed is not None:
+            timed.calls.clear()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("engine pieces %s (buckets %s): %r", job.label, job.buckets, job.pieces)
+        last, walls = None, []
+        try:
+            for draft in eng.stream_holes(
+                job.pieces,
+                job.buckets,
+                steps=job.steps,
+                threshold=job.threshold,
+                budget_ms=budget,
+                one_line=job.one_line,
+            ):
+                walls.append(draft.ms - (last.ms if last is not None else draft.encode_ms))
+                last = draft
+                if job.cancelled:
+                    return None
+                if job.on_draft is not None:
+                    job.on_draft(draft)
+        finally:
+            if job.trace is not None:
+                _record(job, t0, last, walls, timed.calls if timed is not None else [])
         return last
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _counter(tok: Tokenizer) -> Callable[[str], int]:
+    @functools.lru_cache(maxsize=4096)
+    def count(text: str) -> int:
+        return len(tok.encode(text))
+
+    return count
+
+
+def _record(job: Job, t0: float, last: InfillDraft | None, walls: list[float], calls: list[tuple[str, float]]) -> None:
+    """The engine's stages of ``job`` into its trace (runs on the model thread)."""
+    tr = job.trace
+    assert tr is not None
+    end = time.perf_counter()
+    tr.add("queue", (t0 - job.submitted) * 1e3)
+    encode = sum(ms for kind, ms in calls if kind == "encode")
+    forward = [ms for kind, ms in calls if kind == "step"]
+    engine = (end - t0) * 1e3
+    model = encode + sum(forward)
+    if last is not None:
+        tr.add("tokenize", max(0.0, last.encode_ms - encode))
+    tr.add("encode", encode)
+    tr.add("denoise", sum(walls))
+    tr.add("engine", engine)
+    tr.add("model", model)
+    tr.add("engineOverhead", engine - model)
+    tr.steps, tr.step_forward = [round(w, 3) for w in walls], [round(f, 3) for f in forward]

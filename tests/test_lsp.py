@@ -212,12 +212,13 @@ async def test_cancellation_storm_only_last_answered(client: LanguageClient):
     before = await stats(client)
     line, char = text.count("\n"), 4
     futures = []
-    word = "print(find_python_files('.')) # storm of edits: fifty keys"[:50]
+    # code only: inside a string or a comment an automatic request is answered at once, without the model
+    word = "total = len(find_python_files(root)) + count_lines(path) * 2"[:50]
     for i, ch in enumerate(word):
         change(client, uri, i + 2, line, char + i, ch)
         futures.append(request_now(client, inline_params(uri, line, char + i + 1, False)))
     results = await asyncio.gather(*futures, return_exceptions=True)
-    assert all(content_modified(r) for r in results[:-1]), results[:-1]
+    assert all(content_modified(r) for r in results[:-1]), [r for r in results[:-1] if not content_modified(r)]
     assert isinstance(results[-1], types.InlineCompletionList)
     after = await stats(client)
     assert after["superseded"] - before["superseded"] == 49

@@ -124,3 +124,70 @@ def test_edit_record_across_lines_in_utf16():
     )  # from just before "x" (the emoji counts 2 UTF-16 units) to just after the first "c"
     e = convert.edit(d, change, 5)
     assert e.removed == 'x"\nbb\nc' and e.offset == 6
+
+
+# -- repository context ---------------------------------------------------------------------------
+def test_context_settings_flat_nested_and_invalid():
+    from unmask.context import SOURCES
+
+    assert set(config.CONTEXT_SOURCES) == set(SOURCES)  # the setting names what the context layer has
+    s, problems, unknown = config.merge(
+        config.Settings(), {"context": {"enabled": False, "sources": ["open", "scope"]}}
+    )
+    assert not s.context_enabled and s.context_sources == ("scope", "open") and not problems and not unknown
+    s, _, _ = config.merge(s, {"context.sources": ["*"]})
+    assert s.context_sources == config.CONTEXT_SOURCES and not s.context_enabled  # keys not given keep their value
+    s, problems, unknown = config.merge(s, {"context": {"sources": ["prefix"], "bogus": 1}})
+    assert (
+        s.context_sources == config.CONTEXT_SOURCES
+        and "context.sources" in problems[0]
+        and unknown == ["context.bogus"]
+    )
+
+
+def test_choose_span_from_the_syntax_tree():
+    from unmask.context import ParsedDocument
+
+    text = "def f(x):\n    # add one to\n    return g(x, )\n"
+    doc = ParsedDocument(text, "python")
+    lines = text.split("\n")
+
+    def at(line: int, char: int):
+        off = sum(len(ln) + 1 for ln in lines[:line]) + char
+        return choose_span(text[:off], text[off:], doc, (line, char))
+
+    assert at(0, 9).multiline and at(0, 9).kind == "block" and at(0, 9).choice is not None
+    assert at(1, len(lines[1])).suppress_reason == "comment"  # the end of a line comment
+    assert at(2, len(lines[2]) - 1).kind == "args" and not at(2, len(lines[2]) - 1).multiline
+    plain = ParsedDocument(text, None)  # no grammar: the text decides
+    span = choose_span(text[:9], text[9:], plain, (0, 9))
+    assert span.bucket == BLOCK_BUCKET and span.choice is None and span.suppress_reason is None
+
+
+def test_tree_outline_and_uri_path():
+    from unmask.context import ParsedDocument
+    from unmask.lsp.repo import tree_outline, uri_path
+
+    doc = ParsedDocument("x = (1)\n", "python")
+    out = tree_outline(doc.tree)
+    assert out.startswith("(module [0-8] (expression_statement [0-7] (assignment [0-7]") and "(( [4-5])" in out
+    doc.apply_edit((0, 5), (0, 6), "22")
+    assert tree_outline(doc.tree) == tree_outline(ParsedDocument("x = (22)\n", "python").tree)
+    assert tree_outline(None) is None
+    assert uri_path("file:///tmp/a%20b/c.py") == "/tmp/a b/c.py" and uri_path("untitled:Untitled-1") == ""
+
+
+def test_timings_ring():
+    from unmask.lsp.timings import Timings
+
+    t = Timings(keep=2)
+    for i in range(3):
+        tr = t.begin(i, "file:///x", 1)
+        tr.add("parse", 1.0)
+        tr.add("parse", 0.5)
+        t.finish(i, 0.25, error=i == 1)
+    t.finish(99, 1.0, error=False)  # no trace: ignored
+    got = t.recent()
+    assert [x.request_id for x in got] == [1, 2] and [x.outcome for x in got] == ["error", "empty"]
+    assert got[0].stages["parse"] == 1.5 and got[0].stages["serialize"] == 0.25 and got[0].stages["server"] >= 0
+    assert [x.request_id for x in t.recent(1)] == [2]
