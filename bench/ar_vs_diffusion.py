@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import platform
 import random
 import sys
@@ -267,7 +268,10 @@ def markdown(res: dict) -> str:
     if ar:
         lines += [
             "",
-            f"Machine: {res['machine']}; threads {res['threads'] or 'runtime default'}; {res['n_tasks']} tasks",
+            f"Machine: {res['machine']}; threads {res['threads'] or 'runtime default'}; {res['n_tasks']} tasks; "
+            f"load average (1/5/15 min) {res.get('loadavg_start')} at the start, {res.get('loadavg_end_of_timing')} "
+            f"at the end of timing; {res.get('seconds_completions', 0):.0f} s of completions, "
+            f"{res.get('seconds_tests', 0):.0f} s of tests",
         ]
     return "\n".join(lines)
 
@@ -456,6 +460,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = random.Random(args.seed)
     records: list[dict] = []
+    load_start = [round(x, 2) for x in os.getloadavg()]
     t_start = time.perf_counter()
     for i, task in enumerate(tasks):
         order = cfgs[:]
@@ -468,6 +473,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{i + 1}/{len(tasks)} tasks, {el:.0f} s, eta {el / (i + 1) * (len(tasks) - i - 1):.0f} s", flush=True
             )
     t_complete = time.perf_counter() - t_start
+    load_end = [round(x, 2) for x in os.getloadavg()]
     by_id = {t["task_id"]: t for t in tasks}
     t0 = time.perf_counter()
     run_tests(records, by_id, args.test_workers)
@@ -475,8 +481,10 @@ def main(argv: list[str] | None = None) -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     res = {
         "command": "python bench/ar_vs_diffusion.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{cpu}, {__import__('os').cpu_count()} cores, {platform.python_version()}",
-        "machine_short": f"{__import__('os').cpu_count()}-core CPU",
+        "machine": f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine_short": f"{os.cpu_count()}-core CPU",
+        "loadavg_start": load_start,  # other jobs on the machine (1/5/15-minute load averages)
+        "loadavg_end_of_timing": load_end,
         "threads": args.threads,
         "n_tasks": len(tasks),
         "diffusion_model": {k: eng.meta.get(k) for k in ("name", "n_params", "quantized", "training")},
