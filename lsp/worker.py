@@ -5,7 +5,9 @@ executor. Loading (and warming up) the model and every completion run there, in 
 the asyncio loop that speaks LSP is never blocked by model work. A :class:`Job` carries the
 engine's ``pieces`` and ``buckets`` (the text around each hole, packed by the context layer)
 and a cancel flag that the run checks before it starts and after every denoising step: a job
-superseded while queued costs nothing, one superseded mid-way stops at the next step.
+superseded while queued costs nothing, one superseded mid-way stops at the next step. A
+:class:`Call` runs any function of the engine there instead (next-edit prediction): it is
+skipped when cancelled before it starts, and otherwise runs to its own deadline.
 
 When a job carries a :class:`~unmask.lsp.timings.Trace`, the run fills in the engine's
 stages: the model's backend is wrapped (:class:`TimedBackend`) so its forward passes are
@@ -53,6 +55,28 @@ class Job:
     created: float = field(default_factory=time.perf_counter)
     trace: Trace | None = None  # filled with the engine's stages
     label: str = ""  # names the job in debug logs
+    submitted: float = 0.0
+    started: bool = False
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+@dataclass
+class Call:
+    """A function of the loaded engine to run on the model thread (e.g. next-edit prediction).
+
+    ``fn(engine)`` runs only if the call was not cancelled before its turn; once started it runs
+    to the end (it bounds its own time), and the caller drops its result if cancelled meanwhile.
+    """
+
+    fn: Callable[[Engine], Any]
+    label: str = ""  # names the call in debug logs
     submitted: float = 0.0
     started: bool = False
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -187,6 +211,24 @@ class ModelWorker:
             if job.trace is not None:
                 _record(job, t0, last, walls, timed.calls if timed is not None else [])
         return last
+
+    def call(self, call: Call) -> Future[Any]:
+        """Queue ``call``; the future holds ``call.fn(engine)``, or None when it was cancelled before it started.
+
+        Fails with :class:`ModelError` when no model is loaded.
+        """
+        call.submitted = time.perf_counter()
+        return self._pool.submit(self._call, call)
+
+    def _call(self, call: Call) -> Any:
+        if call.cancelled:
+            return None
+        eng = self.engine
+        if eng is None:
+            raise ModelError(self.error or "no model loaded")
+        call.started = True
+        log.debug("running %s after %.0f ms queued", call.label, (time.perf_counter() - call.submitted) * 1e3)
+        return call.fn(eng)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
