@@ -1,8 +1,9 @@
 """The server's settings: defaults, the wire names clients use, and validation.
 
 Settings arrive as ``initializationOptions`` and later ``workspace/didChangeConfiguration``
-(flat, or nested under an ``"unmask"`` key). Dotted keys (``context.sources``) may also come
-nested (``{"context": {"sources": ...}}``, as VS Code sends them). :func:`merge` applies the
+(flat, or nested under an ``"unmask"`` key). Dotted keys (``context.sources``,
+``nextEdit.minConfidence``) may also come nested (``{"context": {"sources": ...}}``, as VS Code
+sends them). :func:`merge` applies the
 keys present onto the current settings; an invalid value falls back to that key's default and yields a message for
 the user (the server shows it with ``window/showMessage``). Unknown keys are only logged.
 
@@ -32,6 +33,11 @@ class Settings:
     stream_drafts: bool = False  # send an ``unmask/draft`` notification per denoising step
     context_enabled: bool = True  # pack repository context around the hole (else prefix and suffix only)
     context_sources: tuple[str, ...] = CONTEXT_SOURCES  # the snippet sources to use
+    next_edit_enabled: bool = True  # answer textDocument/copilotInlineEdit (else always no edits)
+    next_edit_budget_ms: int = DEFAULT_BUDGET_MS  # deadline of a next-edit request, from its arrival
+    next_edit_min_confidence: float = (
+        0.75  # proposals less confident than this are not sent (nes.DEFAULT_MIN_CONFIDENCE)
+    )
 
     def language_enabled(self, language_id: str | None) -> bool:
         return "*" in self.enabled_languages or (language_id or "") in self.enabled_languages
@@ -102,6 +108,9 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "streamDrafts": ("stream_drafts", _bool),
     "context.enabled": ("context_enabled", _bool),
     "context.sources": ("context_sources", _sources),
+    "nextEdit.enabled": ("next_edit_enabled", _bool),
+    "nextEdit.budgetMs": ("next_edit_budget_ms", _int(10, 60_000)),
+    "nextEdit.minConfidence": ("next_edit_min_confidence", _float(0.0, 1.0)),
 }
 DEFAULTS = Settings()
 
