@@ -7,6 +7,11 @@ runs from the start of the cursor's line to the cursor and whose ``insertText`` 
 line's text before the cursor: what the user typed and the suggestion always agree, and a
 client can render or filter the item without knowing where the request was made.
 
+Next-edit requests (``textDocument/copilotInlineEdit``) become :class:`~unmask.lsp.next_edit.EditRequest`
+snapshots with the cursor in UTF-16 (what :mod:`unmask.lsp.nes` works in); their edits go back
+as ``{edits: [{text, textDocument: {uri, version}, range, command}]}`` in the client's encoding,
+through a codec over the snapshot's text (the live document may have moved on).
+
 It knows lsprotocol and pygls documents; it knows nothing about the model or scheduling.
 """
 
@@ -17,8 +22,18 @@ from pygls.workspace import TextDocument
 
 from unmask.engine.infill import InfillDraft
 
+from . import nes
 from .completer import Edit, Request
-from .protocol import ACCEPT_COMMAND, DraftParams, RequestTiming, TimingsResult
+from .next_edit import EditOutcome, EditRequest
+from .protocol import (
+    ACCEPT_COMMAND,
+    ACCEPT_EDIT_COMMAND,
+    DraftParams,
+    InlineEdit,
+    InlineEditResult,
+    RequestTiming,
+    TimingsResult,
+)
 from .timings import Trace
 
 
@@ -53,6 +68,69 @@ def inline_list(
         command=types.Command(title="unmask: completion accepted", command=ACCEPT_COMMAND, arguments=[completion_id]),
     )
     return types.InlineCompletionList(items=[item])
+
+
+class BadParams(ValueError):
+    """A request's params do not have the documented shape."""
+
+
+def inline_edit_target(params: dict) -> tuple[str, int | None, types.Position]:
+    """``(uri, version or None, position)`` of ``textDocument/copilotInlineEdit`` params (plain JSON)."""
+    td, pos = params.get("textDocument"), params.get("position")
+    if not isinstance(td, dict) or not isinstance(td.get("uri"), str):
+        raise BadParams("textDocument.uri must be a string")
+    version = td.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise BadParams("textDocument.version must be an integer")
+    if not isinstance(pos, dict) or not all(
+        isinstance(pos.get(k), int) and not isinstance(pos.get(k), bool) and pos[k] >= 0 for k in ("line", "character")
+    ):
+        raise BadParams("position must be {line, character} with non-negative integers")
+    return td["uri"], version, types.Position(pos["line"], pos["character"])
+
+
+def edit_request(
+    doc: TextDocument,
+    position: types.Position,
+    asked_version: int | None,
+    request_id: int | str | None,
+    history: list[Edit],
+) -> EditRequest:
+    """The next-edit request at ``position`` of ``doc`` as it is now (text, version, recorded changes).
+
+    ``asked_version`` is the version the client sent (None: it sent none)."""
+    text = doc.source
+    off = doc.offset_at_position(position)
+    cur = nes.position_of(text, off)
+    return EditRequest(
+        uri=doc.uri,
+        version=doc.version,
+        language_id=doc.language_id,
+        text=text,
+        cursor=(cur["line"], cur["character"]),
+        history=history,
+        asked_version=asked_version,
+        request_id=request_id,
+    )
+
+
+def inline_edits(doc: TextDocument, req: EditRequest, out: EditOutcome) -> InlineEditResult:
+    """The proposed edits (UTF-16 positions in ``req.text``) as the client sees them; ``doc`` gives the codec."""
+    if not out.edits:
+        return InlineEditResult([])
+    snap = TextDocument(req.uri, req.text, req.version, position_codec=doc.position_codec)
+    ident = types.VersionedTextDocumentIdentifier(uri=req.uri, version=req.version or 0)
+    command = types.Command(title="unmask: next edit accepted", command=ACCEPT_EDIT_COMMAND, arguments=[out.id])
+
+    def pos(p: dict) -> types.Position:
+        return snap.client_position_at_offset(nes.offset_of(req.text, p["line"], p["character"]))
+
+    edits = [
+        InlineEdit(e["text"], ident, types.Range(pos(e["range"]["start"]), pos(e["range"]["end"])), command)
+        for e in out.edits
+    ]
+    edits.sort(key=lambda e: (e.range.start.line, e.range.start.character))
+    return InlineEditResult(edits)
 
 
 def edit(doc: TextDocument, change: types.TextDocumentContentChangeEvent, version: int | None) -> Edit:

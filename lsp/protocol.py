@@ -41,6 +41,15 @@ DID_REJECT = "unmask/didRejectCompletion"
 ACCEPT_COMMAND = "unmask.didAcceptCompletion"
 """``workspace/executeCommand`` command attached to every item; LSP 3.18 clients run it after accepting."""
 
+INLINE_EDIT = "textDocument/copilotInlineEdit"
+"""Request (shaped like Copilot's next-edit request): the edits elsewhere that carry on the user's last edit."""
+
+INLINE_EDIT_CAPABILITY = "copilotInlineEditProvider"
+"""Key in ``ServerCapabilities.experimental`` saying the server answers :data:`INLINE_EDIT`."""
+
+ACCEPT_EDIT_COMMAND = "unmask.didAcceptNextEdit"
+"""``workspace/executeCommand`` command attached to every next edit; clients run it after applying the edit."""
+
 
 @attrs.define
 class DraftParams:
@@ -65,6 +74,21 @@ class FeedbackParams:
 
 
 @attrs.define
+class InlineEdit:
+    """One proposed edit: replace ``range`` (in ``text_document`` at its ``version``) with ``text``."""
+
+    text: str
+    text_document: types.VersionedTextDocumentIdentifier
+    range: types.Range
+    command: types.Command | None = None  # ACCEPT_EDIT_COMMAND: run it after applying the edit
+
+
+@attrs.define
+class InlineEditResult:
+    edits: list[InlineEdit]  # non-overlapping, in document order; empty: nothing to propose
+
+
+@attrs.define
 class Stats:
     """Counters since the server started (``unmask/stats``)."""
 
@@ -74,7 +98,7 @@ class Stats:
     superseded: int = 0  # cancelled by a newer request for the same document (ContentModified)
     stale: int = 0  # computed for a document version that changed meanwhile (ContentModified)
     cancelled: int = 0  # cancelled by the client ($/cancelRequest)
-    model_calls: int = 0  # engine runs started
+    model_calls: int = 0  # inline completion engine runs started
     type_through: int = 0  # served from the shown suggestion without a model call
     low_confidence: int = 0  # dropped by ``minConfidence``
     shown: int = 0
@@ -83,6 +107,14 @@ class Stats:
     rejected: int = 0
     edits: int = 0  # content changes recorded in the documents' edit histories
     suppressed: int = 0  # automatic requests not sent to the model: cursor in a comment or string
+    next_edit_requests: int = 0  # textDocument/copilotInlineEdit requests received
+    next_edit_answered: int = 0  # answered with at least one edit
+    next_edit_empty: int = 0  # answered with no edit (no edit history, nothing confident, disabled)
+    next_edit_superseded: int = 0  # a newer next-edit request for the same document took over (ContentModified)
+    next_edit_stale: int = 0  # the document changed before the answer was ready (ContentModified)
+    next_edit_cancelled: int = 0  # cancelled by the client ($/cancelRequest)
+    next_edit_model_calls: int = 0  # next-edit model runs started (superseded queued work never starts)
+    next_edit_accepted: int = 0  # edits the client applied (ACCEPT_EDIT_COMMAND)
     indexed_files: int = 0  # files in the workspace indexes
     indexing: bool = False  # a workspace index is being built
     model: str = ""  # the loaded model directory ("" while loading or after a failure)

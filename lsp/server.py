@@ -16,6 +16,10 @@ index per root folder built in the background, with ``$/progress`` reports when 
 supports them, and kept current on didSave and watched-file events. Every inline completion
 request is traced stage by stage (:mod:`unmask.lsp.timings`, ``unmask/timings``).
 
+Next-edit requests (``textDocument/copilotInlineEdit``, advertised under the capabilities'
+``experimental.copilotInlineEditProvider``) are snapshotted on arrival like inline completions
+and answered by :class:`~unmask.lsp.next_edit.NextEditor` on the same model thread.
+
 Logs go to ``window/logMessage`` (info and up) and to a log file; nothing is ever sent over
 the network beyond the client connection itself.
 
@@ -50,6 +54,7 @@ from unmask.context import EXTENSIONS
 from . import config, convert
 from . import protocol as ext
 from .completer import Completer, Request, Stale, Superseded
+from .next_edit import EditRequest, NextEditor
 from .repo import RepoContext, tree_outline, uri_path
 from .timings import Timings
 from .worker import ModelWorker
@@ -63,6 +68,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 
 _arrival: contextvars.ContextVar[Request | None] = contextvars.ContextVar("unmask_arrival", default=None)
+_edit_arrival: contextvars.ContextVar[EditRequest | None] = contextvars.ContextVar("unmask_edit", default=None)
 
 
 class UnmaskProtocol(LanguageServerProtocol):
@@ -74,7 +80,10 @@ class UnmaskProtocol(LanguageServerProtocol):
       and ``$/cancelRequest`` for a request in flight is counted;
     * an inline completion request snapshots the document (text, version, cursor) as it is
       when the request arrives, so a didChange read meanwhile cannot slip under it, and starts
-      its trace; the trace ends when the response has been written.
+      its trace; the trace ends when the response has been written;
+    * a next-edit request snapshots the document and its recorded changes the same way, and a
+      ``didChange`` stops next-edit work for the older version at once;
+    * ``initialize`` answers with ``experimental.copilotInlineEditProvider`` in the capabilities.
     """
 
     _server: UnmaskServer
@@ -89,7 +98,29 @@ class UnmaskProtocol(LanguageServerProtocol):
                 req.trace.add("edit", server.repo.take_edit_ms(doc.uri))
                 server.completer.arrived(req)
                 _arrival.set(req)  # the handler's task copies this context
+        elif method_name == ext.INLINE_EDIT:
+            self._edit_arrived(msg_id, params)
         super()._handle_request(msg_id, method_name, params)
+
+    def _edit_arrived(self, msg_id, params) -> None:
+        _edit_arrival.set(None)
+        try:
+            uri, version, position = convert.inline_edit_target(ext.plain(params) or {})
+        except convert.BadParams:
+            return  # the handler answers InvalidParams
+        doc = open_document(self.workspace, uri)
+        if doc is not None:
+            server = self._server
+            req = convert.edit_request(doc, position, version, msg_id, server.completer.history(doc.uri))
+            server.next_editor.arrived(req)
+            _edit_arrival.set(req)
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams):
+        result = yield from super().lsp_initialize(params)
+        caps = result.capabilities
+        caps.experimental = {**(caps.experimental or {}), ext.INLINE_EDIT_CAPABILITY: True}
+        return result
 
     def _send_response(self, msg_id, result=None, error=None):
         t = time.perf_counter()
@@ -115,7 +146,11 @@ class UnmaskProtocol(LanguageServerProtocol):
     def _handle_cancel_notification(self, msg_id):
         fut = self._request_futures.get(msg_id)
         if fut is not None and not fut.done():
-            self._server.completer.stats.cancelled += 1
+            stats = self._server.completer.stats
+            if msg_id in self._server.next_editor.in_flight:
+                stats.next_edit_cancelled += 1
+            else:
+                stats.cancelled += 1
         super()._handle_cancel_notification(msg_id)
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -135,6 +170,7 @@ class UnmaskProtocol(LanguageServerProtocol):
                 repo.change(doc.uri, edit.start, edit.end, change.text, version, encoding)
             else:
                 repo.change(doc.uri, None, None, change.text, version)
+        self._server.next_editor.edited(doc.uri)
         repo.charge(doc.uri, (time.perf_counter() - t) * 1e3)
         if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
             yield user_handler, (params,), None
@@ -167,6 +203,7 @@ class UnmaskServer(LanguageServer):
         self.completer = Completer(
             worker, lambda: self.settings, self.send_draft, self.repo, lambda: convert.encoding(self.workspace)
         )
+        self.next_editor = NextEditor(worker, lambda: self.settings, self.completer.stats)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending_loads: list[Future] = []
         self._progress_tokens = itertools.count(1)
@@ -341,6 +378,7 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
     def did_close(ls: UnmaskServer, params: types.DidCloseTextDocumentParams) -> None:
         """Forget the document and cancel its work."""
         ls.completer.closed(params.text_document.uri)
+        ls.next_editor.closed(params.text_document.uri)
         ls.repo.close(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
@@ -371,6 +409,32 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
         if req.trace is not None:
             req.trace.add("shape", (time.perf_counter() - t) * 1e3)
         return result
+
+    @server.feature(ext.INLINE_EDIT)
+    async def inline_edit(ls: UnmaskServer, params: Any) -> dict:
+        """Next edits: the follow-ups of the user's last edit elsewhere in the document (model, under the deadline)."""
+        try:
+            uri, version, position = convert.inline_edit_target(ext.plain(params) or {})
+        except convert.BadParams as e:
+            raise JsonRpcInvalidParams(f"malformed {ext.INLINE_EDIT} params: {e}") from None
+        doc = open_document(ls.workspace, uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"{uri} is not open (send textDocument/didOpen first)")
+        req = _edit_arrival.get() or convert.edit_request(
+            doc, position, version, ls.protocol.msg_id, ls.completer.history(uri)
+        )
+        try:
+            out = await ls.next_editor.suggest(req, lambda: doc.version)
+        except Superseded:
+            raise JsonRpcContentModified("superseded by a newer next-edit request for this document") from None
+        except Stale:
+            raise JsonRpcContentModified("the document changed while predicting next edits") from None
+        return ext.to_wire(convert.inline_edits(doc, req, out))
+
+    @server.command(ext.ACCEPT_EDIT_COMMAND)
+    def next_edit_accepted(ls: UnmaskServer, edit_id: str | None = None) -> None:
+        """The client applied a next edit."""
+        ls.next_editor.accepted(edit_id)
 
     @server.command(ext.ACCEPT_COMMAND)
     def accepted(ls: UnmaskServer, completion_id: str | None = None) -> None:
