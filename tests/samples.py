@@ -28,3 +28,16 @@ def main():
     for path in find_python_files("."):
 """
 )
+
+# Next-edit scenario: one local variable with four further uses below; the user renames it at its
+# first use (line 1, 0-based) by typing RENAME_TYPED after it. RENAME_EXPECTED: every use renamed.
+RENAME_BEFORE = """def summarize(values):
+    total = 0
+    for v in values:
+        total += v
+    mean = total / len(values)
+    print("sum", total, "mean", mean)
+    return total
+"""
+RENAME_LINE, RENAME_COL, RENAME_TYPED = 1, len("    total"), "_count"
+RENAME_EXPECTED = RENAME_BEFORE.replace("total", "total_count")

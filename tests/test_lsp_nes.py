@@ -16,6 +16,7 @@ import sys
 
 import pytest
 import pytest_lsp
+import samples
 from conftest import skip_unless_ci
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
@@ -31,18 +32,9 @@ SERVER = [sys.executable, "-m", "unmask.lsp.cli", "serve", "--log-file", ""]
 ASYNC = pytest.mark.asyncio(loop_scope="module")
 CONTENT_MODIFIED = -32801
 
-# The rename scenario: one local variable, four further uses in the lines below; the user renames
-# it at its first use by typing "_count" after it.
-RENAME_BEFORE = """def summarize(values):
-    total = 0
-    for v in values:
-        total += v
-    mean = total / len(values)
-    print("sum", total, "mean", mean)
-    return total
-"""
-RENAME_LINE, RENAME_COL, RENAME_TYPED = 1, len("    total"), "_count"
-RENAME_EXPECTED = RENAME_BEFORE.replace("total", "total_count")
+# the rename scenario (tests/samples.py): "total" renamed at its first use by typing "_count" after it
+RENAME_BEFORE, RENAME_EXPECTED = samples.RENAME_BEFORE, samples.RENAME_EXPECTED
+RENAME_LINE, RENAME_COL, RENAME_TYPED = samples.RENAME_LINE, samples.RENAME_COL, samples.RENAME_TYPED
 
 _uris = itertools.count()
 
