@@ -43,24 +43,26 @@ def nvim_binaries() -> dict[str, str | None]:
     return found
 
 
-def run_nvim(nvim: str, tmp: Path, setup: dict) -> dict:
-    """Run the driver in headless Neovim; kill whatever it left behind (the server) afterwards."""
-    src = tmp / "example.py"
-    src.write_text(SOURCE)
+def run_nvim(nvim: str, tmp: Path, setup: dict, driver: Path = DRIVER, driver_env: dict | None = None) -> dict:
+    """Run a driver in headless Neovim; kill whatever it left behind (the server) afterwards.
+
+    The default driver types into SOURCE; another one gets ``driver_env`` instead."""
     out = tmp / "result.json"
+    if driver_env is None:
+        src = tmp / "example.py"
+        src.write_text(SOURCE)
+        driver_env = {"UNMASK_FILE": str(src), "UNMASK_LINE": str(LINE), "UNMASK_TYPE": "l"}
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # `unmask` on PATH
-        "UNMASK_FILE": str(src),
-        "UNMASK_LINE": str(LINE),
-        "UNMASK_TYPE": "l",
+        **driver_env,
         "UNMASK_RESULT": str(out),
         "UNMASK_SETUP": json.dumps(setup),
         "XDG_CONFIG_HOME": str(tmp / "config"),  # no user config, no other plugins
         "XDG_STATE_HOME": str(tmp / "state"),  # the server's log goes here too
         "XDG_DATA_HOME": str(tmp / "data"),
     }
-    cmd = [nvim, "--headless", "--clean", "-n", "--cmd", f"set rtp+={PLUGIN}", "-c", f"luafile {DRIVER}"]
+    cmd = [nvim, "--headless", "--clean", "-n", "--cmd", f"set rtp+={PLUGIN}", "-c", f"luafile {driver}"]
     proc = subprocess.Popen(
         cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -91,7 +93,10 @@ def session(request, tmp_path_factory):
     settings = {"minConfidence": 0}
     if os.environ.get("UNMASK_TEST_MODEL"):  # another model directory, through the modelPath setting
         settings["modelPath"] = os.environ["UNMASK_TEST_MODEL"]
-    res = run_nvim(nvim, tmp_path_factory.mktemp(f"nvim{request.param}"), {"settings": settings})
+    # next edits are asked for only by tests/test_editors_nvim_nes.py: here an injected answer is drawn,
+    # and a real one must not replace it meanwhile
+    setup = {"settings": settings, "next_edit": {"debounce_ms": 3_600_000}}
+    res = run_nvim(nvim, tmp_path_factory.mktemp(f"nvim{request.param}"), setup)
     assert res["error"] is None, f"{res['error']}\nsteps: {res.get('steps')}\nserver log:\n{res['server_log']}"
     assert res["nvim"].startswith(request.param)
     assert res["renderer"] == ("native" if request.param == "0.12" else "extmarks")
@@ -147,7 +152,8 @@ def test_tab_without_a_suggestion_is_a_tab(session):
 
 @pytest.mark.slow
 def test_next_edit_targets_jump_and_accept(session):
-    """Waiting for the server: the answer is injected, shaped like ``textDocument/copilotInlineEdit``."""
+    """The rendering and keys, from an injected ``textDocument/copilotInlineEdit`` answer (edge cases: an edit
+    for an older version); the real server's answers: tests/test_editors_nvim_nes.py."""
     res = session
     assert res["next_edit_shown"] == 1  # the edit for an older version is not shown
     target = [m for m in res["next_edit_marks"] if m["hl"] == "UnmaskNextEditTarget"]

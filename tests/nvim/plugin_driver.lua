@@ -2,8 +2,8 @@
 -- tests/test_editors_nvim.py on Neovim 0.11 and 0.12. It loads the plugin the way lazy.nvim
 -- would (editors/nvim on 'runtimepath', then require('unmask').setup{}), opens a Python file,
 -- types in Insert mode, and records what a user would see: the live draft extmarks, the ghost
--- text, the buffer after pressing <Tab>, next-edit targets (from an injected answer: the server
--- has no next-edit yet), and :checkhealth unmask. Everything goes to UNMASK_RESULT as JSON.
+-- text, the buffer after pressing <Tab>, next-edit targets (from an injected answer; the real
+-- server's: next_edit_driver.lua), and :checkhealth unmask. Everything goes to UNMASK_RESULT as JSON.
 --
 -- Environment: UNMASK_FILE (buffer to edit), UNMASK_LINE (1-based line to append to),
 -- UNMASK_TYPE (text typed there), UNMASK_RESULT (JSON output path), UNMASK_SETUP (JSON options

@@ -12,7 +12,8 @@ M.defaults = {
   root_markers = { '.git', 'pyproject.toml', 'setup.py', 'package.json', 'Cargo.toml', 'go.mod' },
   -- Server settings, sent as initializationOptions and as the `unmask` settings section:
   -- latencyBudgetMs, invokedBudgetMs, minConfidence, steps, threshold, modelPath,
-  -- enabledLanguages (docs/protocol.md in the unmask repository). Unset keys keep the server's defaults.
+  -- enabledLanguages, nextEdit.minConfidence, ... (docs/protocol.md in the unmask repository).
+  -- Unset keys keep the server's defaults.
   settings = {},
   -- Ghost text renderer: 'auto' (Neovim's own vim.lsp.inline_completion on 0.12+, the plugin's
   -- extmarks before), 'native' or 'extmarks'.
@@ -30,9 +31,9 @@ M.defaults = {
     next_edit_accept = '<Tab>', -- normal mode: jump to the suggested edit; there, apply it
     next_edit_dismiss = '<Esc>', -- normal mode: drop the next-edit suggestions
   },
-  -- Next-edit suggestions (edits elsewhere that carry on the one you just made).
-  -- Waiting for the server: it does not answer this request yet; the plugin asks once per
-  -- server and stays quiet until a server that knows the method runs.
+  -- Next-edit suggestions (edits elsewhere that carry on the one you just made), asked for
+  -- `debounce_ms` after an edit, back in Normal mode. The server's side is tuned with the
+  -- settings nextEdit.enabled, nextEdit.budgetMs and nextEdit.minConfidence (`settings` above).
   next_edit = {
     enabled = true,
     method = 'textDocument/copilotInlineEdit',

@@ -63,8 +63,20 @@ function M.check()
         'run `unmask doctor` in a shell for a full check of the install and the model',
       })
     end
+    local experimental = client.server_capabilities and client.server_capabilities.experimental or {}
     if require('unmask.next_edit').unsupported(client.id) then
-      h.info('next-edit: this server does not offer ' .. cfg.next_edit.method .. ' yet (waiting for the server)')
+      h.warn('next-edit: this server does not answer ' .. cfg.next_edit.method, {
+        'update unmask (next-edit suggestions need a server that offers them)',
+      })
+    elseif type(experimental) == 'table' and experimental.copilotInlineEditProvider then
+      h.ok(
+        ('next-edit: offered by the server (%s); %s'):format(
+          cfg.next_edit.method,
+          cfg.next_edit.enabled and 'on' or 'off (next_edit.enabled = false)'
+        )
+      )
+    else
+      h.info('next-edit: the server does not advertise ' .. cfg.next_edit.method .. '; the plugin asks anyway')
     end
   end
   h.info('server log: ' .. util.log_file())

@@ -4,9 +4,12 @@
 -- as highlighted targets (UnmaskNextEditTarget) with the proposed text beside them
 -- (UnmaskNextEdit); jump to the next target, apply it, or dismiss them all.
 --
--- WAITING FOR THE SERVER: `unmask serve` does not answer this request yet. The plugin asks
--- once per server; a "method not found" answer turns the requests off for that server.
--- The rendering and keys are tested with an injected answer (tests/test_editors_nvim.py).
+-- `unmask serve` answers it after an edit (the server advertises
+-- `experimental.copilotInlineEditProvider`). The plugin asks once the edit is done (back in
+-- Normal mode, after `debounce_ms`); applying one edit drops the others (they were made for
+-- the text before it) and the edit itself makes the plugin ask again. A server that answers
+-- "method not found" is not asked again. Tests: tests/test_editors_nvim_nes.py (real server),
+-- tests/test_editors_nvim.py (an injected answer).
 local util = require('unmask.util')
 
 local M = {}
