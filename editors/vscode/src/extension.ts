@@ -178,6 +178,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         await client.sendNotification(DidChangeConfigurationNotification.type, { settings: serverSettings(settings()) });
       }
     }),
+    vscode.window.onDidChangeActiveTextEditor(() => nextEdits.clear()),
     vscode.workspace.onDidChangeTextDocument((e) => {
       const editor = vscode.window.activeTextEditor;
       if (editor?.document === e.document && e.contentChanges.length) {

@@ -1,9 +1,12 @@
 // Next-edit suggestions in the editor: the targets of the server's proposed edits are decorated,
 // the proposed text shown after them; Tab jumps to the next target and, on it, applies it; Escape
-// dismisses (keybindings in package.json, gated on the `unmask.nextEditVisible` context key).
+// dismisses (keybindings in package.json, gated on the `unmask.nextEditVisible` context key and
+// yielding to a visible inline suggestion).
 //
-// WAITING FOR THE SERVER: `unmask serve` does not answer `textDocument/copilotInlineEdit` yet.
-// The extension asks once per server start; "method not found" turns the requests off.
+// The request is `textDocument/copilotInlineEdit` (`unmask serve` advertises it as
+// `experimental.copilotInlineEditProvider`), sent 300 ms after the last change. Applying one
+// edit drops the others (they were made for the text before it); the change asks again. A
+// server that answers "method not found" is not asked again until it restarts.
 import * as vscode from 'vscode';
 import { applicable, Edit, target } from './nextEditModel';
 
@@ -49,7 +52,7 @@ export class NextEdits implements vscode.Disposable {
       } catch (e) {
         if ((e as { code?: number }).code === METHOD_NOT_FOUND) {
           this.unsupported = true;
-          this.log.info(`the server does not offer ${METHOD} yet; next-edit suggestions are off until it does`);
+          this.log.info(`the server does not offer ${METHOD}; next-edit suggestions are off until it restarts`);
         }
       }
     }, 300);

@@ -10,6 +10,7 @@ export interface Settings {
   streamDrafts: boolean;
   serverPath: string;
   nextEdit: boolean;
+  nextEditMinConfidence: number;
 }
 
 export const DEFAULTS: Settings = {
@@ -21,6 +22,7 @@ export const DEFAULTS: Settings = {
   streamDrafts: true,
   serverPath: '',
   nextEdit: true,
+  nextEditMinConfidence: 0.75,
 };
 
 /** Settings from a getter like `vscode.workspace.getConfiguration('unmask').get`. */
@@ -38,6 +40,7 @@ export function read(get: <T>(key: string) => T | undefined): Settings {
     streamDrafts: pick('streamDrafts'),
     serverPath: pick('serverPath'),
     nextEdit: pick('nextEdit', 'nextEdit.enable'),
+    nextEditMinConfidence: pick('nextEditMinConfidence', 'nextEdit.minConfidence'),
   };
 }
 
@@ -48,6 +51,8 @@ export function serverSettings(s: Settings): Record<string, unknown> {
     minConfidence: s.minConfidence,
     modelPath: s.modelPath.trim() === '' ? null : s.modelPath,
     streamDrafts: s.streamDrafts,
+    'nextEdit.enabled': s.nextEdit,
+    'nextEdit.minConfidence': s.nextEditMinConfidence,
   };
 }
 

@@ -51,7 +51,14 @@ test('a missing server is explained with the fix', () => {
 test('settings become server settings and a document selector', () => {
   const s = read(() => undefined);
   assert.deepEqual(s, DEFAULTS);
-  assert.deepEqual(serverSettings(s), { latencyBudgetMs: 250, minConfidence: 0.4, modelPath: null, streamDrafts: true });
+  assert.deepEqual(serverSettings(s), {
+    latencyBudgetMs: 250,
+    minConfidence: 0.4,
+    modelPath: null,
+    streamDrafts: true,
+    'nextEdit.enabled': true,
+    'nextEdit.minConfidence': 0.75,
+  });
   assert.equal(serverSettings({ ...s, modelPath: '/m' }).modelPath, '/m');
   assert.deepEqual(documentSelector(['*']), [{ scheme: 'file' }, { scheme: 'untitled' }]);
   assert.deepEqual(documentSelector(['python']), [
@@ -63,7 +70,7 @@ test('settings become server settings and a document selector', () => {
 test('package.json declares every setting with the code\'s default', () => {
   const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8'));
   const props = pkg.contributes.configuration.properties;
-  const names = { nextEdit: 'nextEdit.enable' };
+  const names = { nextEdit: 'nextEdit.enable', nextEditMinConfidence: 'nextEdit.minConfidence' };
   for (const [key, value] of Object.entries(DEFAULTS)) {
     const decl = props[`unmask.${names[key] ?? key}`];
     assert.ok(decl, `unmask.${key} is not declared`);
