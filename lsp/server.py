@@ -419,6 +419,8 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
             raise JsonRpcInvalidParams(f"malformed {ext.INLINE_EDIT} params: {e}") from None
         doc = open_document(ls.workspace, uri)
         if doc is None:
+            if (arrived := _edit_arrival.get()) is not None:  # closed since it arrived
+                ls.next_editor.in_flight.discard(arrived.request_id)
             raise JsonRpcInvalidParams(f"{uri} is not open (send textDocument/didOpen first)")
         req = _edit_arrival.get() or convert.edit_request(
             doc, position, version, ls.protocol.msg_id, ls.completer.history(uri)
