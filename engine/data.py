@@ -229,9 +229,9 @@ def batch(examples: list[Example]) -> dict[str, np.ndarray]:
 
 def make_edit_example(text: str, tok: Tokenizer, rng: random.Random, seq_len: int, t: float) -> Example | None:
     """An edit-propagation example (see :mod:`unmask.engine.edits`), or None when ``text`` has none."""
-    from .edits import assemble, synthesize
+    from .edits import assemble, synthesize, synthesize_signature
 
-    got = synthesize(text, rng)
+    got = (synthesize_signature(text, rng) if rng.random() < 0.25 else None) or synthesize(text, rng)
     if got is None:
         return None
     lay = assemble(tok, got[0], got[1], seq_len, lambda n: bucket_for(n, rng))

@@ -14,7 +14,9 @@ Training examples are synthesized from clean code (no commit history on this mac
 a name used several times in a window is renamed at one place (the *seed* edit, shown as
 the history), the other uses become holes whose answer is the new name; holes over other
 names keep their text (the model must learn when *not* to change anything), and a share
-of examples carries an unrelated edit where every hole keeps its text.
+of examples carries an unrelated edit where every hole keeps its text. Signature changes
+(:func:`synthesize_signature`): a parameter removed from a ``def`` drops that argument at
+every call; a keyword parameter added is passed through by name at every call.
 
 It knows token ids through the tokenizer passed in and plain text; nothing of LSP or syntax.
 """
@@ -153,14 +155,19 @@ def synthesize(text: str, rng: random.Random) -> tuple[str, list[Segment]] | Non
             holes[s] = (e, text[s:e])
     if not holes:
         return None
-    # keep lines near the seed and the holes; the rest becomes gaps (half the time: one excerpt)
-    hole_lines = {line_of(s) for s in holes}
+    return history, _segments(text, starts, seed_line, seed_new, holes, rng)
+
+
+def _segments(
+    text: str, starts: list[int], seed_line: int, seed_new: str, holes: dict[int, tuple[int, str]], rng: random.Random
+) -> list[Segment]:
+    """The window as excerpts (half the time: all of it) with ``holes`` cut out and the seed line edited."""
+    hole_lines = {int(np.searchsorted(starts, s, side="right")) - 1 for s in holes}
     if rng.random() < 0.5:
         keep = {i for c in hole_lines | {seed_line} for i in range(c - 2, c + 3) if 0 <= i < len(starts)}
     else:
         keep = set(range(len(starts)))
     segs: list[Segment] = []
-    cur = 0
     prev_kept = True
     for i, ls in enumerate(starts):
         le = starts[i + 1] if i + 1 < len(starts) else len(text)
@@ -170,9 +177,8 @@ def synthesize(text: str, rng: random.Random) -> tuple[str, list[Segment]] | Non
             prev_kept = False
             continue
         prev_kept = True
-        line_text = seed_new if i == seed_line else text[ls:le]
         if i == seed_line:
-            segs.append(line_text)
+            segs.append(seed_new)
             continue
         cur = ls
         for s in sorted(h for h in holes if ls <= h < le):
@@ -181,7 +187,83 @@ def synthesize(text: str, rng: random.Random) -> tuple[str, list[Segment]] | Non
             segs.append(Hole(tgt))
             cur = e
         segs.append(text[cur:le])
-    return history, [s for s in segs if not (isinstance(s, str) and not s)]
+    return [s for s in segs if not (isinstance(s, str) and not s)]
+
+
+_DEF = re.compile(r"^([ \t]*)(?:async[ \t]+)?def[ \t]+(\w+)[ \t]*\(([^()\n]*)\)", re.M)
+
+
+def _split_args(s: str) -> list[str] | None:
+    """Top-level comma split of a one-line argument list; None if brackets do not balance."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        return None
+    if cur.strip():
+        out.append(cur)
+    return out
+
+
+def synthesize_signature(text: str, rng: random.Random) -> tuple[str, list[Segment]] | None:
+    """A changed signature and its call sites: a parameter removed (each call drops that argument)
+    or a parameter added that callers pass through by name (``f(a, b)`` -> ``f(a, b, name=name)``)."""
+    defs = list(_DEF.finditer(text))
+    rng.shuffle(defs)
+    starts = _line_starts(text)
+    for m in defs:
+        name, params = m.group(2), _split_args(m.group(3))
+        if not params or name.startswith("__"):
+            continue
+        calls = []
+        for c in re.finditer(rf"(?<![\w.]def ){re.escape(name)}\(([^()\n]*)\)", text):
+            if c.start() == m.start(2):
+                continue
+            args = _split_args(c.group(1))
+            if args is not None:
+                calls.append((c.start(1), c.end(1), args))
+        if not calls:
+            continue
+        bound = params[0].strip() in ("self", "cls")
+        seed_line = int(np.searchsorted(starts, m.start(), side="right")) - 1
+        holes: dict[int, tuple[int, str]] = {}
+        if rng.random() < 0.6 and len(params) > bound:  # remove a plain positional parameter
+            k = rng.randrange(int(bound), len(params))
+            if any(ch in params[k] for ch in "*=:"):
+                continue
+            new_params = params[:k] + params[k + 1 :]
+            j = k - int(bound)
+            for a, b, args in calls:
+                if len(args) == len(params) - int(bound) and not any("=" in x or "*" in x for x in args):
+                    holes[a] = (b, ",".join(args[:j] + args[j + 1 :]).strip())
+        else:  # add a keyword parameter passed through by name
+            pname = rng.choice(["timeout", "encoding", "verbose", "strict", "context", "limit", "callback", "key"])
+            if pname in text:
+                continue
+            new_params = params + [f" {pname}=None"]
+            for a, b, args in calls:
+                holes[a] = (b, ",".join(args + [f" {pname}={pname}"]).strip() if args else f"{pname}={pname}")
+        if not holes:
+            continue
+        old_line = text[starts[seed_line] : text.find("\n", m.start()) if "\n" in text[m.start() :] else len(text)]
+        new_line = old_line.replace(
+            m.group(0), m.group(0)[: m.start(3) - m.start()] + ",".join(new_params).strip() + ")"
+        )
+        if new_line == old_line:
+            continue
+        history = f"-{old_line}\n+{new_line}\n"
+        return history, _segments(text, starts, seed_line, new_line + "\n", holes, rng)
+    return None
 
 
 def assemble(

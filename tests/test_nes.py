@@ -189,3 +189,29 @@ def test_history_diff_reads_a_burst_of_keystrokes_as_one_edit():
     # typed and deleted again: no history
     records2 = [Edit(1, (0, 0), (0, 0), 0, "", "x", time=1.0), Edit(1, (0, 0), (0, 0), 0, "x", "", time=1.1)]
     assert history_diff(SRC, records2) == ""
+
+
+def test_synthesized_signature_changes_update_every_call_site():
+    from unmask.engine.edits import synthesize_signature
+
+    src = "def area(w, h, unit):\n    return w * h\n\n\nx = area(2, 3, 'm')\ny = area(4, 5, 'cm')\n"
+    seen = set()
+    for seed in range(40):
+        got = synthesize_signature(src, random.Random(seed))
+        assert got is not None
+        hist, segs = got
+        targets = [s.target for s in segs if isinstance(s, Hole)]
+        assert hist.startswith("-def area(w, h, unit):\n+def area(")
+        new_params = hist.splitlines()[1][len("+def area(") : -2]
+        if "=None" in new_params:  # added keyword, passed through by every caller
+            kw = new_params.split(", ")[-1].split("=")[0]
+            assert targets == [f"2, 3, 'm', {kw}={kw}", f"4, 5, 'cm', {kw}={kw}"]
+            seen.add("add")
+        else:  # removed parameter: the same argument disappears from every call
+            k = ["w", "h", "unit"].index(next(p for p in ["w", "h", "unit"] if p not in new_params.split(", ")))
+            assert targets == [
+                ", ".join(a for i, a in enumerate(["2", "3", "'m'"]) if i != k),
+                ", ".join(a for i, a in enumerate(["4", "5", "'cm'"]) if i != k),
+            ]
+            seen.add("remove")
+    assert seen == {"add", "remove"}
