@@ -271,7 +271,7 @@ async def test_applied_answer_is_what_the_server_holds(client: LanguageClient):
 
 
 # -- the model's answer ---------------------------------------------------------------------------
-async def follow_up(client: LanguageClient, buf: Buffer, cursor: tuple[int, int], rounds: int = 3) -> list[dict]:
+async def follow_up(client: LanguageClient, buf: Buffer, cursor: tuple[int, int], rounds: int = 5) -> list[dict]:
     """Ask, apply every proposed edit, ask again (as an editor does after each accept) until silence."""
     answers = []
     for _ in range(rounds):
