@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-noop", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="write per-example results here")
+    ap.add_argument("--write", action="store_true", help="store the numbers in the model's model.json and MODEL.md")
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
@@ -139,6 +140,21 @@ def main(argv: list[str] | None = None) -> None:
             silent += not res.edits
         report |= {"noop_cases": n, "noop_silent_rate": silent / n, "noop_p95_ms": sorted(nms)[int(0.95 * (n - 1))]}
     print(json.dumps(report, indent=1))
+    if args.write:
+        from unmask.engine import modelcard
+
+        pct = ("exact_match", "hunk_recall", "hunk_precision", "predicted_rate", "noop_silent_rate")
+        card = {
+            k: round(100 * v, 1) if k in pct else (round(v, 1) if isinstance(v, float) else v)
+            for k, v in report.items()
+        }
+        card["command"] = "python bench/nes_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        card["min_confidence"] = kw.get("min_confidence", nes.DEFAULT_MIN_CONFIDENCE)
+        mj = Path(eng.info.file("model.json"))
+        meta = json.loads(mj.read_text())
+        meta["eval_nes"] = card
+        mj.write_text(json.dumps(meta, indent=1) + "\n")
+        modelcard.write(mj.parent)
     if args.json:
         args.json.write_text(json.dumps({"report": report, "results": out}, indent=1))
 

@@ -68,6 +68,11 @@ def render(model_dir: Path) -> str:
         f"{float(args.get('p_whole', 0)):.0%} of windows are masked whole. Context tokens are never noised "
         "and never see the span (asymmetric attention), matching cached inference.",
         "",
+        f"Next-edit: {float(args.get('p_edit', 0) or 0):.0%} of the examples of the latest run are "
+        "synthetic edit propagations (`engine/edits.py`): the edit as a diff in front of the file "
+        "(`<|edit|>` ... `<|file|>`), file excerpts with holes; a renamed word's other uses, or the "
+        "call sites of a changed signature, must follow the edit, holes over other text must keep it.",
+        "",
         f"- sequence length {args.get('seq_len')}, batch {args.get('batch')}, AdamW lr {args.get('lr')} "
         f"(warm-up {args.get('warmup')}, then constant), weight decay 0.1, EMA {args.get('ema')} "
         "(the EMA weights are shipped)",
@@ -127,6 +132,30 @@ def render(model_dir: Path) -> str:
         lines += [f"Command: `{ev.get('command', 'unmask eval --write')}`", ""]
     else:
         lines += ["Not evaluated yet: run `unmask eval --write`.", ""]
+    nes = meta.get("eval_nes")
+    if nes:
+        lines += [
+            "Next-edit prediction on `shared/eval/nes` (real multi-hunk commits of flask, click, requests; "
+            "predicted edits applied to `current` and compared with `target`) and the no-op set built from "
+            "it (the commit's last hunk as the edit: the right answer is silence):",
+            "",
+            _table(
+                [nes],
+                [
+                    ("examples", "examples"),
+                    ("exact file %", "exact_match"),
+                    ("hunk recall %", "hunk_recall"),
+                    ("hunk precision %", "hunk_precision"),
+                    ("answered %", "predicted_rate"),
+                    ("silent on no-op %", "noop_silent_rate"),
+                    ("p50 ms", "p50_ms"),
+                    ("p95 ms", "p95_ms"),
+                ],
+            ),
+            "",
+            f"Command: `{nes.get('command', 'python bench/nes_eval.py --write')}`",
+            "",
+        ]
     if meta.get("notes"):
         lines += ["## Notes", "", meta["notes"], ""]
     return "\n".join(lines)
