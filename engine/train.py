@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-spans", type=int, default=4)
     ap.add_argument("--p-whole", type=float, default=0.15)
     ap.add_argument("--p-edit", type=float, default=0.0, help="share of edit-propagation examples (next-edit)")
+    ap.add_argument(
+        "--decay-steps", type=int, default=0, help="with --max-steps: lr falls linearly to 10%% over the last N steps"
+    )
     ap.add_argument("--minutes", type=float, default=60.0, help="stop after this much training time this run")
     ap.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0: no limit)")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -259,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.time()
             b = {k: torch.as_tensor(v).to(args.device, non_blocking=True) for k, v in next(loader).items()}
             lr = args.lr * min(1.0, (counters["step"] + 1) / args.warmup)
+            if args.decay_steps and args.max_steps:  # linear cool-down to 10% over the last decay_steps
+                lr *= max(0.1, min(1.0, (args.max_steps - counters["step"]) / args.decay_steps))
             for g in opt.param_groups:
                 g["lr"] = lr
             model.train()
