@@ -17,10 +17,11 @@ diffusion line bucket), both get a fresh context encode per completion (no cache
 
 Per configuration: pass@1 (the task's tests run on ``prompt + completion + suffix``, after
 all timing is done, see :mod:`unmask.engine.evaluate`), exact match, character similarity to
-the canonical line (difflib; a signal while exact match is near zero), latency p50/p95 per
-completion (wall clock around the engine call: tokenize, encode/prefill, steps/decode,
-detokenize), generated tokens/s, forward passes per span (encode + steps; prefill +
-decodes) and where the time goes (encode/prefill, per-step/decode calls, the rest).
+the canonical line (difflib; a signal while exact match is near zero), whether the filled-in
+program is valid Python, latency p50/p95 per completion (wall clock around the engine call:
+tokenize, encode/prefill, steps/decode, detokenize), generated tokens/s, forward passes per
+span (encode + steps; prefill + decodes) and where the time goes (encode/prefill,
+per-step/decode calls, the rest).
 
 Writes the per-completion records and summary as JSON (``--json``), the plots
 (``--plots``: quality_vs_latency.png, quality_vs_steps.png, latency_distribution.png,
@@ -97,6 +98,15 @@ def finish(task: dict, text: str) -> str:
     return text
 
 
+def parses(program: str) -> bool:
+    """The filled-in function is valid Python (a coarser quality signal than the tests)."""
+    try:
+        compile(program, "<task>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
 def run_one(c: dict, task: dict, eng: Engine, timed: Timed, ar: ArEngine | None) -> dict:
     if c["kind"] == "diffusion":
         timed.reset()
@@ -128,6 +138,7 @@ def run_one(c: dict, task: dict, eng: Engine, timed: Timed, ar: ArEngine | None)
         "completion": text,
         "exact": text.strip() == canon.strip(),
         "similarity": difflib.SequenceMatcher(None, text.strip(), canon.strip()).ratio(),
+        "parses": parses(task["prompt"] + text + task["suffix"]),
         "ms": ms,
         "tokens": tokens,
         "passes": passes,
@@ -162,6 +173,7 @@ def summarize(records: list[dict], cfgs: list[dict]) -> list[dict]:
                 "pass@1": 100 * np.mean([r["passed"] for r in rs]),
                 "exact": 100 * np.mean([r["exact"] for r in rs]),
                 "similarity": float(np.mean([r["similarity"] for r in rs])),
+                "parses": 100 * np.mean([r["parses"] for r in rs]),
                 "empty": 100 * np.mean([not r["completion"].strip() for r in rs]),
                 "ms_p50": float(np.percentile(ms, 50)),
                 "ms_p95": float(np.percentile(ms, 95)),
@@ -237,14 +249,15 @@ def markdown(res: dict) -> str:
     rows, cmp_ = res["rows"], res["compare"]
     ar = next((x for x in rows if x["kind"] == "ar"), None)
     lines = [
-        "| config | pass@1 % | exact % | similarity | empty % | p50 ms | p95 ms | tokens/s | tokens | "
+        "| config | pass@1 % | exact % | similarity | parses % | empty % | p50 ms | p95 ms | tokens/s | tokens | "
         "forward passes | encode/prefill ms | steps/decode ms | ms per step/decode | other ms | p50 speed-up vs AR |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in rows:
         sp = cmp_.get(x["config"], {}).get("speedup_p50")
         lines.append(
-            f"| {x['config']} | {x['pass@1']:.2f} | {x['exact']:.2f} | {x['similarity']:.3f} | {x['empty']:.1f} | "
+            f"| {x['config']} | {x['pass@1']:.2f} | {x['exact']:.2f} | {x['similarity']:.3f} | "
+            f"{x['parses']:.1f} | {x['empty']:.1f} | "
             f"{x['ms_p50']:.1f} | {x['ms_p95']:.1f} | {x['tokens_per_s']:.0f} | {x['tokens_mean']:.1f} | "
             f"{x['passes_mean']:.1f} | {x['encode_ms_mean']:.1f} | {x['calls_ms_mean']:.1f} | "
             f"{x['ms_per_call']:.2f} | {x['other_ms_mean']:.1f} | {f'{sp:.2f}x' if sp else '1 (baseline)'} |"
@@ -307,10 +320,11 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
         files.append(p)
 
     # quality vs latency (Pareto)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, key, label in (
         (axes[0], "pass@1", "pass@1 %"),
         (axes[1], "similarity", "similarity to the canonical line"),
+        (axes[2], "parses", "valid Python after filling %"),
     ):
         ax.plot([x["ms_p50"] for x in fixed], [x[key] for x in fixed], "o-", color="C0", label="diffusion, fixed steps")
         for x in fixed:
@@ -340,11 +354,12 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     save(fig, "quality_vs_latency.png")
 
     # quality vs steps
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     for ax, key, label in (
         (axes[0], "pass@1", "pass@1 %"),
         (axes[1], "exact", "exact match %"),
         (axes[2], "similarity", "similarity"),
+        (axes[3], "parses", "valid Python %"),
     ):
         ax.plot([x["steps"] for x in fixed], [x[key] for x in fixed], "o-", color="C0", label="diffusion, fixed")
         for x in thr:
