@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import keyword
 import random
 import re
 import sys
@@ -48,7 +49,7 @@ def rename_case(text: str, rng: random.Random) -> dict | None:
             continue
         for m in IDENT.finditer(ln):
             uses.setdefault(m.group(), set()).add(i)
-    names = [w for w, ls in uses.items() if 2 <= len(ls) <= 8 and not w.startswith("__")]
+    names = [w for w, ls in uses.items() if 2 <= len(ls) <= 8 and not w.startswith("__") and not keyword.iskeyword(w)]
     if not names:
         return None
     old = rng.choice(names)

@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-confidence", type=float, default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-noop", action="store_true")
+    ap.add_argument(
+        "--rename-rule",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="renamed words: propose the diff's new word without the model (the product default)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-example results here")
     ap.add_argument("--write", action="store_true", help="store the numbers in the model's model.json and MODEL.md")
     args = ap.parse_args(argv)
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg["threads"] = args.threads
     eng = Engine(cfg)
     eng.warmup()
-    kw = {"budget_ms": args.budget_ms or None}
+    kw = {"budget_ms": args.budget_ms or None, "rename_rule": args.rename_rule}
     if args.min_confidence is not None:
         kw["min_confidence"] = args.min_confidence
     rows = load(args.limit)
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         out.append({"id": ex["id"], "edits": res.edits, "exact": pred == ex["target"], "considered": res.considered})
     n = len(rows)
     report = {
+        "rename_rule": args.rename_rule,
         "examples": n,
         "exact_match": exact / n,
         "hunk_recall": tp / max(1, n_gold),

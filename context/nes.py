@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\"[^\"\n]*\"|'[^'\n]*'|\S")
+_WORDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S")  # words inside strings and comments count too
 _KEYWORDS = frozenset(
     "False None True and as assert async await break class continue def del elif else except finally for "
     "from global if import in is lambda nonlocal not or pass raise return try while with yield self".split()
@@ -60,8 +61,8 @@ def summarize(diff: str) -> EditSummary:
             removed.append(line[1:])
         elif line.startswith("+"):
             added.append(line[1:])
-    a = _TOKEN.findall("\n".join(removed))
-    b = _TOKEN.findall("\n".join(added))
+    a = _WORDS.findall("\n".join(removed))
+    b = _WORDS.findall("\n".join(added))
     renames: list[tuple[str, str]] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
         if op != "replace":

@@ -142,6 +142,7 @@ def render(model_dir: Path) -> str:
             _table(
                 [nes],
                 [
+                    ("rename rule", "rename_rule"),
                     ("examples", "examples"),
                     ("exact file %", "exact_match"),
                     ("hunk recall %", "hunk_recall"),

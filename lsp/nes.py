@@ -10,7 +10,10 @@
    file around the candidates (``<|sep|>`` between excerpts) — so all candidates are
    denoised together in one batch (:meth:`unmask.engine.infill.Engine.stream_edit`).
 3. A candidate is proposed only when the model's text differs from what is there now and
-   the model is confident about it (``min_confidence``); otherwise silence.
+   the model is confident about it (``min_confidence``); otherwise silence. Exception
+   (``rename_rule``, on by default): at the other uses of a renamed word the diff's new
+   word is proposed without asking the model, because the shipped model does not yet
+   follow the edit history (measured: BENCHMARKS.md).
 
 Used by ``unmask nes`` (batch JSONL) and the language server's next-edit request. It
 knows the engine's and the context layer's public APIs and LSP position encoding; no
@@ -27,6 +30,9 @@ from unmask.engine.edits import Gap, Hole, history_text
 
 EXCERPT_LINES = 2  # lines kept above and below each candidate
 DEFAULT_MIN_CONFIDENCE = 0.75
+# Renamed words are propagated by rule: the shipped model does not follow the edit history
+# yet (its proposals at renamed words are measured in BENCHMARKS.md, "Next-edit prediction").
+DEFAULT_RENAME_RULE = True
 
 
 @dataclass
@@ -119,8 +125,13 @@ def predict(
     steps: int = 16,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_candidates: int = 10,
+    rename_rule: bool = DEFAULT_RENAME_RULE,
 ) -> NesResult:
-    """Follow-up edits for ``text`` after the edit ``history`` (a unified diff), cursor in LSP terms."""
+    """Follow-up edits for ``text`` after the edit ``history`` (a unified diff), cursor in LSP terms.
+
+    rename_rule: propose the renamed word at its other uses without asking the model (the
+    diff says what it became); the model still decides every other candidate.
+    """
     t0 = time.perf_counter()
     off = offset_of(text, *cursor)
     cands = candidates(text, off, history, language=language, max_candidates=max_candidates)
@@ -142,6 +153,8 @@ def predict(
             new = new.strip()
         conf = draft.confidence[h] if draft else 0.0
         ok = _accept(c.kind, now, new) and conf >= min_confidence
+        if rename_rule and c.kind == "rename":
+            new, conf, ok = c.hint, 1.0, True
         considered.append({"kind": c.kind, "now": now, "proposed": new, "confidence": round(conf, 4), "shown": ok})
         if ok:
             edits.append(
@@ -211,6 +224,12 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--budget-ms", type=float, default=250, help="deadline per request (0: none)")
     ap.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
+    ap.add_argument(
+        "--rename-rule",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_RENAME_RULE,
+        help="propose a renamed word's new name at its other uses without the model",
+    )
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
@@ -247,7 +266,14 @@ def cli(argv: list[str] | None = None) -> int:
         path = rec.get("path") or ""
         lang = "python" if path.endswith(".py") or not path else None
         res = predict(
-            eng, text, pos, history, language=lang, budget_ms=args.budget_ms or None, min_confidence=args.min_confidence
+            eng,
+            text,
+            pos,
+            history,
+            language=lang,
+            budget_ms=args.budget_ms or None,
+            min_confidence=args.min_confidence,
+            rename_rule=args.rename_rule,
         )
         out.write(json.dumps({"id": rec.get("id"), "edits": res.edits, "ms": round(res.ms, 2)}) + "\n")
         out.flush()

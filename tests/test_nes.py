@@ -215,3 +215,14 @@ def test_synthesized_signature_changes_update_every_call_site():
             ]
             seen.add("remove")
     assert seen == {"add", "remove"}
+
+
+def test_a_rename_is_propagated_to_the_other_uses_and_nothing_else(engine):
+    from unmask.lsp.nes import predict
+
+    cur = SRC.replace('    data = load("a.txt"', '    text = load("a.txt"')
+    res = predict(engine, cur, (9, 29), RENAME_DIFF, budget_ms=None, min_confidence=1.01)  # model gate shut
+    assert apply_edits(cur, res.edits) == SRC.replace("data", "text")
+    off = predict(engine, cur, (9, 29), RENAME_DIFF, budget_ms=None, min_confidence=1.01, rename_rule=False)
+    assert off.edits == [] and off.considered  # the model was asked, and the closed gate kept it silent
+    assert predict(engine, cur, (9, 29), "", budget_ms=None).edits == []  # no edit, no proposal
