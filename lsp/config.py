@@ -35,9 +35,8 @@ class Settings:
     context_sources: tuple[str, ...] = CONTEXT_SOURCES  # the snippet sources to use
     next_edit_enabled: bool = True  # answer textDocument/copilotInlineEdit (else always no edits)
     next_edit_budget_ms: int = DEFAULT_BUDGET_MS  # deadline of a next-edit request, from its arrival
-    next_edit_min_confidence: float = (
-        0.75  # proposals less confident than this are not sent (nes.DEFAULT_MIN_CONFIDENCE)
-    )
+    next_edit_min_confidence: float = 0.75  # less confident proposals are not sent (nes.DEFAULT_MIN_CONFIDENCE)
+    next_edit_rename_rule: bool = True  # renamed words: the new word at their other uses, by rule, not by the model
 
     def language_enabled(self, language_id: str | None) -> bool:
         return "*" in self.enabled_languages or (language_id or "") in self.enabled_languages
@@ -111,6 +110,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "nextEdit.enabled": ("next_edit_enabled", _bool),
     "nextEdit.budgetMs": ("next_edit_budget_ms", _int(10, 60_000)),
     "nextEdit.minConfidence": ("next_edit_min_confidence", _float(0.0, 1.0)),
+    "nextEdit.renameRule": ("next_edit_rename_rule", _bool),
 }
 DEFAULTS = Settings()
 
