@@ -38,6 +38,7 @@ import platform
 import random
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -100,11 +101,19 @@ def finish(task: dict, text: str) -> str:
 
 def parses(program: str) -> bool:
     """The filled-in function is valid Python (a coarser quality signal than the tests)."""
-    try:
-        compile(program, "<task>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. SyntaxWarning: invalid decimal literal
+        try:
+            compile(program, "<task>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError):
+            return False
     return True
+
+
+def is_code(completion: str) -> bool:
+    """Not a blank or comment-only line: such lines pass whenever the masked line was redundant."""
+    t = completion.strip()
+    return bool(t) and not t.startswith("#")
 
 
 def run_one(c: dict, task: dict, eng: Engine, timed: Timed, ar: ArEngine | None) -> dict:
@@ -173,7 +182,10 @@ def summarize(records: list[dict], cfgs: list[dict]) -> list[dict]:
                 "pass@1": 100 * np.mean([r["passed"] for r in rs]),
                 "exact": 100 * np.mean([r["exact"] for r in rs]),
                 "similarity": float(np.mean([r["similarity"] for r in rs])),
+                "code_pass@1": 100 * np.mean([r["passed"] and is_code(r["completion"]) for r in rs]),
                 "parses": 100 * np.mean([r["parses"] for r in rs]),
+                "code_parses": 100 * np.mean([r["parses"] and is_code(r["completion"]) for r in rs]),
+                "comment_lines": 100 * np.mean([not is_code(r["completion"]) for r in rs]),
                 "empty": 100 * np.mean([not r["completion"].strip() for r in rs]),
                 "ms_p50": float(np.percentile(ms, 50)),
                 "ms_p95": float(np.percentile(ms, 95)),
@@ -207,6 +219,8 @@ def compare(records: list[dict], rows: list[dict]) -> dict:
         d = by[row["config"]]
         a = np.array([d[i]["passed"] for i in ids], float)
         b = np.array([ar[i]["passed"] for i in ids], float)
+        ca = np.array([d[i]["passed"] and is_code(d[i]["completion"]) for i in ids], float)
+        cb = np.array([ar[i]["passed"] and is_code(ar[i]["completion"]) for i in ids], float)
         sa = np.array([d[i]["similarity"] for i in ids])
         sb = np.array([ar[i]["similarity"] for i in ids])
         out[row["config"]] = {
@@ -217,26 +231,33 @@ def compare(records: list[dict], rows: list[dict]) -> dict:
             "similarity_diff": float((sa - sb).mean()),
             "only_diffusion_passes": int(((a == 1) & (b == 0)).sum()),
             "only_ar_passes": int(((a == 0) & (b == 1)).sum()),
+            "code_pass_diff": float((ca - cb).mean() * 100),
+            "code_pass_diff_ci": boot_ci(ca, cb),
         }
     return out
 
 
 def saturation(records: list[dict], rows: list[dict]) -> dict:
-    """Smallest fixed step cap whose pass@1 (and similarity) is within bootstrap noise of the best cap."""
+    """Per metric, the smallest fixed step cap whose score is within bootstrap noise of the best cap."""
     fixed = [x for x in rows if x["kind"] == "diffusion" and x["threshold"] is None and x["budget_ms"] is None]
     if not fixed:
         return {}
     by = {}
     for r in records:
         by.setdefault(r["config"], {})[r["task_id"]] = r
+    metrics = {
+        "pass@1": lambda r: r["passed"],
+        "code_pass@1": lambda r: r["passed"] and is_code(r["completion"]),
+        "exact": lambda r: r["exact"],
+        "similarity": lambda r: r["similarity"],
+    }
     out = {}
-    for metric in ("passed", "similarity"):
-        key = "pass@1" if metric == "passed" else "similarity"
+    for key, f in metrics.items():
         best = max(fixed, key=lambda x: x[key])
         ids = sorted(by[best["config"]])
-        top = np.array([by[best["config"]][i][metric] for i in ids], float)
+        top = np.array([f(by[best["config"]][i]) for i in ids], float)
         for x in sorted(fixed, key=lambda x: x["steps"]):
-            mine = np.array([by[x["config"]][i][metric] for i in ids], float)
+            mine = np.array([f(by[x["config"]][i]) for i in ids], float)
             lo, hi = boot_ci(top, mine)
             if lo <= 0:  # the best cap is not significantly better
                 out[key] = {"steps": x["steps"], "best_steps": best["steps"]}
@@ -249,27 +270,45 @@ def markdown(res: dict) -> str:
     rows, cmp_ = res["rows"], res["compare"]
     ar = next((x for x in rows if x["kind"] == "ar"), None)
     lines = [
-        "| config | pass@1 % | exact % | similarity | parses % | empty % | p50 ms | p95 ms | tokens/s | tokens | "
-        "forward passes | encode/prefill ms | steps/decode ms | ms per step/decode | other ms | p50 speed-up vs AR |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Quality (pass@1 code lines: passes whose completion is not a comment or blank line; valid Python: the "
+        "filled-in program compiles and the completion is code):",
+        "",
+        "| config | pass@1 % | pass@1 code lines % | exact % | similarity | valid Python, code lines % | "
+        "comment/blank lines % |",
+        "|---|---|---|---|---|---|---|",
     ]
     for x in rows:
-        sp = cmp_.get(x["config"], {}).get("speedup_p50")
         lines.append(
-            f"| {x['config']} | {x['pass@1']:.2f} | {x['exact']:.2f} | {x['similarity']:.3f} | "
-            f"{x['parses']:.1f} | {x['empty']:.1f} | "
-            f"{x['ms_p50']:.1f} | {x['ms_p95']:.1f} | {x['tokens_per_s']:.0f} | {x['tokens_mean']:.1f} | "
-            f"{x['passes_mean']:.1f} | {x['encode_ms_mean']:.1f} | {x['calls_ms_mean']:.1f} | "
-            f"{x['ms_per_call']:.2f} | {x['other_ms_mean']:.1f} | {f'{sp:.2f}x' if sp else '1 (baseline)'} |"
+            f"| {x['config']} | {x['pass@1']:.2f} | {x['code_pass@1']:.2f} | {x['exact']:.2f} | "
+            f"{x['similarity']:.3f} | {x['code_parses']:.1f} | {x['comment_lines']:.1f} |"
         )
-    lines += ["", "Paired against AR on the same tasks (pass@1 difference, 95% bootstrap interval):", ""]
-    lines += ["| config | pass@1 diff (pp) | 95% interval | tasks only diffusion passes | only AR passes |"]
-    lines += ["|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Latency per completion and where it goes (means per completion unless p50/p95):",
+        "",
+        "| config | p50 ms | p95 ms | speed-up vs AR p50 / p95 | tokens/s | tokens | forward passes | "
+        "encode/prefill ms | steps/decode ms | ms per step/decode | other ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in rows:
+        c = cmp_.get(x["config"])
+        sp = f"{c['speedup_p50']:.2f}x / {c['speedup_p95']:.2f}x" if c else "1 (baseline)"
+        lines.append(
+            f"| {x['config']} | {x['ms_p50']:.1f} | {x['ms_p95']:.1f} | {sp} | {x['tokens_per_s']:.0f} | "
+            f"{x['tokens_mean']:.1f} | {x['passes_mean']:.1f} | {x['encode_ms_mean']:.1f} | "
+            f"{x['calls_ms_mean']:.1f} | {x['ms_per_call']:.2f} | {x['other_ms_mean']:.1f} |"
+        )
+    lines += ["", "Paired against AR on the same tasks (difference in percentage points, 95% bootstrap interval):", ""]
+    lines += [
+        "| config | pass@1 diff | interval | only diffusion passes | only AR passes | code pass@1 diff | interval |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|"]
     for name, c in cmp_.items():
         lo, hi = c["pass_diff_ci"]
+        clo, chi = c["code_pass_diff_ci"]
         lines.append(
             f"| {name} | {c['pass_diff']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {c['only_diffusion_passes']} | "
-            f"{c['only_ar_passes']} |"
+            f"{c['only_ar_passes']} | {c['code_pass_diff']:+.2f} | [{clo:+.2f}, {chi:+.2f}] |"
         )
     sat = res.get("saturation", {})
     if sat:
@@ -303,8 +342,10 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     thr = [x for x in diff if x["threshold"] is not None]
     ar = [x for x in rows if x["kind"] == "ar"]
     sub = f"HumanEval single-line infilling, {res['n_tasks']} tasks, 6.9M-param models, {res['machine_short']}"
-    files = []
-    ticks = [t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000) if t <= 1.5 * max(x["ms_p95"] for x in rows)]
+    files = [out / "ar_vs_diffusion.json"]  # the summary (no per-completion records), small enough to commit
+    files[0].write_text(json.dumps({k: v for k, v in res.items() if k != "records"}, indent=1, default=float) + "\n")
+    top = max(r["ms"] for r in records)
+    ticks = [t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t <= top]
 
     def ms_axis(ax):
         ax.set_xscale("log")
@@ -323,8 +364,8 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, key, label in (
         (axes[0], "pass@1", "pass@1 %"),
-        (axes[1], "similarity", "similarity to the canonical line"),
-        (axes[2], "parses", "valid Python after filling %"),
+        (axes[1], "code_pass@1", "pass@1 %, code lines only (no comment lines)"),
+        (axes[2], "exact", "exact match %"),
     ):
         ax.plot([x["ms_p50"] for x in fixed], [x[key] for x in fixed], "o-", color="C0", label="diffusion, fixed steps")
         for x in fixed:
@@ -346,6 +387,7 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
                 best = x[key]
         ax.step([x["ms_p50"] for x in front], [x[key] for x in front], "k:", where="post", lw=1, label="Pareto front")
         ms_axis(ax)
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("latency per completion, ms (p50; grey: to p95)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -357,9 +399,9 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     for ax, key, label in (
         (axes[0], "pass@1", "pass@1 %"),
-        (axes[1], "exact", "exact match %"),
-        (axes[2], "similarity", "similarity"),
-        (axes[3], "parses", "valid Python %"),
+        (axes[1], "code_pass@1", "pass@1 %, code lines only"),
+        (axes[2], "exact", "exact match %"),
+        (axes[3], "similarity", "similarity to the canonical line"),
     ):
         ax.plot([x["steps"] for x in fixed], [x[key] for x in fixed], "o-", color="C0", label="diffusion, fixed")
         for x in thr:
@@ -367,6 +409,9 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
         for x in ar:
             ax.axhline(x[key], color="C3", ls="--", label=f"AR greedy ({x['passes_mean']:.1f} passes)")
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(FIXED_STEPS))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("denoising steps (cap; squares: mean steps taken)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -375,15 +420,14 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     save(fig, "quality_vs_steps.png")
 
     # latency distribution (ECDF)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for i, x in enumerate(rows):
         ms = np.sort([r["ms"] for r in records if r["config"] == x["config"]])
         style = "-" if x["kind"] == "diffusion" else "--"
         color = "C3" if x["kind"] == "ar" else plt.cm.viridis(i / max(1, len(diff)))
-        ax.plot(ms, np.arange(1, len(ms) + 1) / len(ms), style, color=color, lw=2 if x["kind"] == "ar" else 1.3)
-        ax.annotate(
-            x["config"].replace("diffusion ", ""), (np.percentile(ms, 50), 0.5), fontsize=7, rotation=75, color=color
-        )
+        lw = 2 if x["kind"] == "ar" else 1.3
+        ax.plot(ms, np.arange(1, len(ms) + 1) / len(ms), style, color=color, lw=lw, label=x["config"])
+    ax.legend(fontsize=7, loc="lower right")
     ms_axis(ax)
     ax.set_xlabel("latency per completion, ms")
     ax.set_ylabel("fraction of completions")
@@ -443,6 +487,12 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.replot:
         res = json.loads(Path(args.replot).read_text())
+        cfgs = [{"name": x["config"], "kind": x["kind"], "steps": x["steps"]} for x in res["rows"]]
+        for c, x in zip(cfgs, res["rows"]):
+            c.update(threshold=x["threshold"] if x["threshold"] is not None else 1.01, budget_ms=x["budget_ms"])
+        res["rows"] = summarize(res["records"], cfgs)  # metrics added since the run apply too
+        res["compare"] = compare(res["records"], res["rows"])
+        res["saturation"] = saturation(res["records"], res["rows"])
         if args.plots:
             for p in plot(res, res["records"], Path(args.plots)):
                 print(f"wrote {p}")
