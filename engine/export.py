@@ -146,11 +146,51 @@ def export(run: Path, out: Path, quantize: bool = True, window: int = 384, max_f
         if stats.exists():
             meta["data"] = json.loads(stats.read_text())
     meta["hardware"] = old.get("hardware", "a 2-core x86-64 CPU (AVX-512, bf16 autocast), no GPU")
+    meta["history"] = training_history(old.get("history", []), run / "log.jsonl", meta.get("training_args", {}))
+    if old.get("notes"):
+        meta["notes"] = old["notes"]
     (out / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
     for f in out.iterdir():
         if max_file and f.is_file() and f.stat().st_size > max_file:
             raise SystemExit(f"{f} is {f.stat().st_size / 2**20:.1f} MB, over the 16 MB limit")
     return meta
+
+
+def training_history(history: list[dict], log: Path, args: dict) -> list[dict]:
+    """The model's training sessions, oldest first: the shipped history plus this run's, from its log.
+
+    One entry per run (a run resumed from its own ckpt.pt is one entry): the step range, tokens,
+    supervised tokens, hours, the recipe switches that vary between runs, and the validation-loss
+    curve (step, tokens, val_loss). Re-exporting the same run replaces its entry.
+    """
+    if not log.exists():
+        return list(history)
+    recs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+    if not recs:
+        return list(history)
+    first, last = recs[0], recs[-1]
+    prev = [h for h in history if h.get("end_step", 0) < first["step"]]
+    start = prev[-1]["end_step"] if prev else 0
+    base = prev[-1] if prev else {"end_tokens": 0, "end_supervised": 0, "end_seconds": 0.0}
+    curve = [
+        {"step": r["step"], "tokens": r["tokens"], "val_loss": round(r.get("val_loss", r.get("final_val_loss")), 4)}
+        for r in recs
+        if "val_loss" in r or "final_val_loss" in r
+    ]
+    entry = {
+        "start_step": start,
+        "end_step": last["step"],
+        "tokens": last["tokens"] - base["end_tokens"],
+        "supervised": last["supervised"] - base["end_supervised"],
+        "hours": round((last["seconds"] - base["end_seconds"]) / 3600, 2),
+        "end_tokens": last["tokens"],
+        "end_supervised": last["supervised"],
+        "end_seconds": last["seconds"],
+        "device": args.get("device", "?"),
+        "recipe": {k: args.get(k) for k in ("lr", "max_spans", "p_whole", "p_edit", "decay_steps") if k in args},
+        "val_curve": curve,
+    }
+    return [*prev, entry]
 
 
 def pack_run(run: Path, dest: Path) -> None:

@@ -86,6 +86,40 @@ def render(model_dir: Path) -> str:
         f"- training time {hours:.2f} h on {meta.get('hardware', 'a 2-core CPU (no GPU lent)')}",
         '- reproduce: see README ("Reproduce the shipped model")',
         "",
+    ]
+    hist = meta.get("history") or []
+    if hist:
+        lines += [
+            "Training history, one row per run (each run starts from the previous run's weights; "
+            "validation loss: the training objective on fixed held-out corpus windows, nats per slot, "
+            "EMA weights; runs before the corpus grew may have used slightly different held-out files):",
+            "",
+            _table(
+                [
+                    {
+                        "steps": f"{h['start_step']:,}-{h['end_step']:,}",
+                        "tokens": f"{h['tokens'] / 1e6:.1f}M",
+                        "sup": f"{h['supervised'] / 1e6:.1f}M",
+                        "hours": h["hours"],
+                        "device": h.get("device"),
+                        "recipe": ", ".join(f"{k} {v}" for k, v in h.get("recipe", {}).items()),
+                        "curve": "; ".join(f"{c['step']}: {c['val_loss']}" for c in h.get("val_curve", [])),
+                    }
+                    for h in hist
+                ],
+                [
+                    ("steps", "steps"),
+                    ("tokens", "tokens"),
+                    ("supervised", "sup"),
+                    ("hours", "hours"),
+                    ("device", "device"),
+                    ("recipe", "recipe"),
+                    ("validation loss by step", "curve"),
+                ],
+            ),
+            "",
+        ]
+    lines += [
         "## Evaluation",
         "",
     ]

@@ -101,3 +101,24 @@ def test_causal_fim_baseline_trains(tmp_path):
     assert log[0]["loss"] < 0.6 * start and log[-1]["final_val_loss"] < 0.3 * start, log
     assert log[0]["sup_frac"] > 0.9  # every position carries loss
     assert json.loads((out / "train_meta.json").read_text())["config"]["causal"] is True
+
+
+def test_export_keeps_the_training_history_across_runs(tmp_path):
+    """Each run's steps, tokens and validation curve are appended; re-exporting a run replaces its row."""
+    from unmask.engine.export import training_history
+
+    shipped = [{"start_step": 0, "end_step": 100, "end_tokens": 1000, "end_supervised": 200, "end_seconds": 36.0}]
+    log = tmp_path / "log.jsonl"
+    recs = [
+        {"step": 150, "tokens": 1500, "supervised": 300, "seconds": 54.0},
+        {"step": 200, "tokens": 2000, "supervised": 400, "seconds": 72.0, "val_loss": 4.5},
+        {"step": 200, "final_val_loss": 4.25, "tokens": 2000, "supervised": 400, "seconds": 72.0},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    hist = training_history(shipped, log, {"device": "cpu", "p_edit": "0.1"})
+    assert [h["end_step"] for h in hist] == [100, 200]
+    new = hist[-1]
+    assert (new["start_step"], new["tokens"], new["supervised"], new["hours"]) == (100, 1000, 200, 0.01)
+    assert [c["val_loss"] for c in new["val_curve"]] == [4.5, 4.25] and new["recipe"] == {"p_edit": "0.1"}
+    assert training_history(hist, log, {})[:-1] == shipped  # the same run again: its row is replaced
+    assert len(training_history(hist, log, {})) == 2
