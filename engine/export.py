@@ -147,8 +147,9 @@ def export(run: Path, out: Path, quantize: bool = True, window: int = 384, max_f
             meta["data"] = json.loads(stats.read_text())
     meta["hardware"] = old.get("hardware", "a 2-core x86-64 CPU (AVX-512, bf16 autocast), no GPU")
     meta["history"] = training_history(old.get("history", []), run / "log.jsonl", meta.get("training_args", {}))
-    if old.get("notes"):
-        meta["notes"] = old["notes"]
+    for k in ("eval_nes", "notes"):  # kept until the next `unmask eval --write` / `nes_eval --write`
+        if old.get(k):
+            meta[k] = old[k]
     (out / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
     for f in out.iterdir():
         if max_file and f.is_file() and f.stat().st_size > max_file:

@@ -48,6 +48,20 @@ def ensure_corpus_and_tokenizer(corpus: Path, tok_path: Path, eval_dir: Path, vo
     return docs
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX); True where we cannot tell.
+
+    Without it oneDNN emulates bf16 and CPU autocast is far slower than float32: on a 2-core AVX2
+    AMD EPYC a training step of the default model took ~80 s under bf16 autocast against ~3 s in
+    float32.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 def to_torch(b: dict[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in b.items()}
 
@@ -139,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
+    if args.bf16 and args.device == "cpu" and not cpu_has_native_bf16():
+        print("--bf16 ignored: this CPU has no native bf16 (no avx512_bf16/amx_bf16), emulated bf16 is ~25x slower")
+        args.bf16 = False
     if args.threads:
         torch.set_num_threads(args.threads)
     out: Path = args.out
