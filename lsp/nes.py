@@ -10,7 +10,8 @@
    file around the candidates (``<|sep|>`` between excerpts) — so all candidates are
    denoised together in one batch (:meth:`unmask.engine.infill.Engine.stream_edit`).
 3. A candidate is proposed only when the model's text differs from what is there now and
-   the model is confident about it (``min_confidence``); otherwise silence. Exception
+   the model is confident about it (``min_confidence``), and (``syntax_gate``, on by
+   default) when it does not make code that parsed fail to parse; otherwise silence. Exception
    (``rename_rule``, on by default): at the other uses of a renamed word the diff's new
    word is proposed without asking the model, because the shipped model does not yet
    follow the edit history (measured: BENCHMARKS.md).
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from unmask.context.nes import IDENT, Candidate, candidates
+from unmask.context.syntax import syntax_errors
 from unmask.engine.edits import Gap, Hole, history_text
 
 EXCERPT_LINES = 2  # lines kept above and below each candidate
@@ -114,6 +116,20 @@ def _accept(kind: str, now: str, new: str) -> bool:
     return "\n" not in new.strip()
 
 
+def syntax_veto(text: str, edits: list[dict], language: str | None) -> list[int]:
+    """Indices of ``edits`` that each add a syntax error to ``text`` (see :mod:`unmask.context.syntax`).
+
+    One parse of the text with all edits applied; only when that is worse, one per edit.
+    Nothing is vetoed for a language without a grammar.
+    """
+    if not edits:
+        return []
+    before = syntax_errors(text, language)
+    if before is None or syntax_errors(apply_edits(text, edits), language) <= before:
+        return []
+    return [i for i, e in enumerate(edits) if syntax_errors(apply_edits(text, [e]), language) > before]
+
+
 def predict(
     engine,
     text: str,
@@ -126,11 +142,14 @@ def predict(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_candidates: int = 10,
     rename_rule: bool = DEFAULT_RENAME_RULE,
+    syntax_gate: bool = True,
 ) -> NesResult:
     """Follow-up edits for ``text`` after the edit ``history`` (a unified diff), cursor in LSP terms.
 
     rename_rule: propose the renamed word at its other uses without asking the model (the
     diff says what it became); the model still decides every other candidate.
+    syntax_gate: drop a model proposal that makes the file fail to parse where it parsed
+    (rename-rule edits are never dropped: they replace a word with a word).
     """
     t0 = time.perf_counter()
     off = offset_of(text, *cursor)
@@ -145,7 +164,7 @@ def predict(
     remaining = None if budget_ms is None else max(1.0, budget_ms - (time.perf_counter() - t0) * 1000)
     drafts = list(engine.stream_prepared(prep, budget_ms=remaining, steps=steps))
     draft = drafts[-1] if drafts else None
-    edits, considered = [], []
+    edits, considered, shown = [], [], []  # shown[j]: the considered entry of edits[j]
     for h, c in enumerate(sorted(cands, key=lambda c: c.start)[:fitted]):
         now = text[c.start : c.end]
         new = draft.texts[h].split("\n", 1)[0] if draft else now
@@ -160,6 +179,13 @@ def predict(
             edits.append(
                 {"range": {"start": position_of(text, c.start), "end": position_of(text, c.end)}, "text": new.strip()}
             )
+            shown.append(len(considered) - 1)
+    if syntax_gate:
+        model_made = [i for i, k in enumerate(shown) if not (rename_rule and considered[k]["kind"] == "rename")]
+        vetoed = {model_made[i] for i in syntax_veto(text, [edits[j] for j in model_made], language)}
+        for j in vetoed:
+            considered[shown[j]].update(shown=False, vetoed="syntax")
+        edits = [e for j, e in enumerate(edits) if j not in vetoed]
     return NesResult(edits, (time.perf_counter() - t0) * 1000, len(cands), considered)
 
 

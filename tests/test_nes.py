@@ -226,3 +226,27 @@ def test_a_rename_is_propagated_to_the_other_uses_and_nothing_else(engine):
     off = predict(engine, cur, (9, 29), RENAME_DIFF, budget_ms=None, min_confidence=1.01, rename_rule=False)
     assert off.edits == [] and off.considered  # the model was asked, and the closed gate kept it silent
     assert predict(engine, cur, (9, 29), "", budget_ms=None).edits == []  # no edit, no proposal
+
+
+def test_syntax_veto_drops_only_the_proposal_that_breaks_the_file():
+    from unmask.context.syntax import syntax_errors
+    from unmask.lsp.nes import syntax_veto
+
+    src = "def summarize(values):\n    total = 0\n    for v in values:\n        total += v\n    return total\n"
+
+    def edit(line: int, c0: int, c1: int, text: str) -> dict:
+        return {
+            "range": {"start": {"line": line, "character": c0}, "end": {"line": line, "character": c1}},
+            "text": text,
+        }
+
+    fine = edit(4, 11, 16, "total * 2")
+    breaks_block = edit(2, 4, 20, "_is")  # the loop header replaced: its body is now an unexpected indent
+    assert syntax_errors(src, "python") == 0 and syntax_errors(apply_edits(src, [breaks_block]), "python") == 1
+    assert syntax_veto(src, [fine, breaks_block], "python") == [1]
+    assert syntax_veto(src, [fine], "python") == []
+    broken = src.replace("return total", "return (total")  # already invalid: only a further error is vetoed
+    assert syntax_veto(broken, [edit(0, 4, 13, "total")], "python") == []
+    js = "function f(a) {\n  return a;\n}\n"
+    assert syntax_veto(js, [edit(1, 9, 10, "a +")], "javascript") == [0]  # tree-sitter for other languages
+    assert syntax_veto("any text\n", [edit(0, 0, 3, "((")], None) == []  # no grammar: no veto
