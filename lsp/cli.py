@@ -211,6 +211,7 @@ def cmd_eval(args) -> None:
             report["sets"][key] = s
             print(f"{key:20s} {json.dumps(s)}", flush=True)
             if args.dump:
+                Path(args.dump).mkdir(parents=True, exist_ok=True)
                 with open(Path(args.dump) / f"{which}-{'oracle' if oracle else 'predicted'}.jsonl", "w") as fh:
                     for r in rs:
                         fh.write(json.dumps(r.__dict__) + "\n")
