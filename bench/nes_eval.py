@@ -118,19 +118,9 @@ def main(argv: list[str] | None = None) -> None:
         res = nes.predict(eng, case["current"], cur, case["history"], syntax_gate=False, **kw)
         ms = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        veto = set(nes.syntax_veto(case["current"], model_edits(res), "python"))
-        gated = [e for i, e in enumerate(model_edits(res)) if i not in veto] + rule_edits(res)
+        gated = nes.syntax_gate_edits(case["current"], res.edits, res.considered, "python", args.rename_rule)
         gated_ms.append(ms + (time.perf_counter() - t1) * 1000)
         return res.edits, gated, ms
-
-    def model_edits(res) -> list[dict]:
-        return [e for e, c in zip(res.edits, [c for c in res.considered if c["shown"]]) if not is_rule(c)]
-
-    def rule_edits(res) -> list[dict]:
-        return [e for e, c in zip(res.edits, [c for c in res.considered if c["shown"]]) if is_rule(c)]
-
-    def is_rule(c: dict) -> bool:
-        return args.rename_rule and c["kind"] == "rename"
 
     tallies = {v: {"exact": 0, "made": 0, "tp": 0, "n_pred": 0} for v in ("off", "on")}
     out, ms, n_gold = [], [], 0

@@ -13,26 +13,18 @@ recovered from git: ``git show REV:engine/models/default/weights.npz > /tmp/w.np
 from __future__ import annotations
 
 import argparse
-import random
 from pathlib import Path
 
 import torch
 
 from unmask.engine import corpus as corpus_mod
-from unmask.engine import data as data_mod
-from unmask.engine.export import load_npz
-from unmask.engine.model import Denoiser, ModelConfig
+from unmask.engine.export import load_npz, load_pt
 from unmask.engine.tokenizer import Tokenizer
-from unmask.engine.train import loss_fn, to_torch
+from unmask.engine.train import loss_fn, split_validation, validation_batches
 
 
-def load(path: Path) -> Denoiser:
-    if path.suffix == ".npz":
-        model, _ = load_npz(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = Denoiser(ModelConfig(**state["config"]))
-        model.load_state_dict(state["model"])
+def load(path: Path):
+    model = load_npz(path)[0] if path.suffix == ".npz" else load_pt(path)[0]
     return model.float().eval()
 
 
@@ -50,23 +42,7 @@ def main() -> None:
     torch.set_num_threads(1)
     tok = Tokenizer.from_file(args.tokenizer)
     docs = [d["text"] for d in corpus_mod.load(args.corpus)]
-    val_docs = docs[: max(20, len(docs) // 100)]  # train.py's held-out split
-    rng = random.Random(1234)
-    sampler = data_mod.WindowSampler(val_docs, chars=int(args.seq_len * 3.6), seed=1234)
-    batches = [
-        to_torch(
-            data_mod.batch(
-                [
-                    data_mod.make_example(
-                        sampler.sample(), tok, rng, args.seq_len, args.max_spans, args.p_whole, t=(i + 0.5) / args.batch
-                    )
-                    for i in range(args.batch)
-                ]
-            ),
-            "cpu",
-        )
-        for _ in range(args.batches)
-    ]
+    batches = validation_batches(split_validation(docs)[0], tok, args, causal=False, device="cpu", n=args.batches)
     for w in args.weights:
         model = load(w)
         with torch.no_grad():

@@ -112,9 +112,7 @@ def export_onnx(model: Denoiser, out_dir: Path, quantize: bool) -> None:
 def export(run: Path, out: Path, quantize: bool = True, window: int = 384, max_file: int | None = MAX_FILE) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if (run / "weights.pt").exists():
-        state = torch.load(run / "weights.pt", map_location="cpu", weights_only=False)
-        model = Denoiser(ModelConfig(**state["config"]))
-        model.load_state_dict(state["model"])
+        model, state = load_pt(run / "weights.pt")
         save_npz(model, out / "weights.npz")
     else:  # a run packed on another machine (pack_run): fp16 weights + counters
         state = {"counters": json.loads((run / "counters.json").read_text())}
@@ -194,13 +192,19 @@ def training_history(history: list[dict], log: Path, args: dict) -> list[dict]:
     return [*prev, entry]
 
 
+def load_pt(path: Path) -> tuple[Denoiser, dict]:
+    """A run's ``weights.pt`` (EMA weights, config, counters) as a model, and the raw state."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = Denoiser(ModelConfig(**state["config"]))
+    model.load_state_dict(state["model"])
+    return model, state
+
+
 def pack_run(run: Path, dest: Path) -> None:
     """Copy what a run needs to be exported elsewhere, each file small enough to travel (<= 16 MB):
     fp16 EMA weights, counters, training args, log and tokenizer."""
     dest.mkdir(parents=True, exist_ok=True)
-    state = torch.load(run / "weights.pt", map_location="cpu", weights_only=False)
-    model = Denoiser(ModelConfig(**state["config"]))
-    model.load_state_dict(state["model"])
+    model, state = load_pt(run / "weights.pt")
     save_npz(model, dest / "weights.npz")
     (dest / "counters.json").write_text(json.dumps(state.get("counters", {})))
     for name in ("train_meta.json", "log.jsonl", "tokenizer.json"):

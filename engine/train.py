@@ -56,10 +56,36 @@ def cpu_has_native_bf16() -> bool:
     float32.
     """
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return True
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def split_validation(docs: list[str]) -> tuple[list[str], list[str]]:
+    """(held-out, training) documents: the first 1% of the corpus (at least 20) is never trained on."""
+    n_val = max(20, len(docs) // 100)
+    return docs[:n_val], docs[n_val:]
+
+
+def validation_batches(
+    val_docs: list[str], tok: Tokenizer, args: argparse.Namespace, causal: bool, device: str, n: int = 4
+) -> list[dict[str, torch.Tensor]]:
+    """The fixed validation batches of a run with this recipe (seed 1234, t on a grid over each batch)."""
+    vrng = random.Random(1234)
+    vs = data_mod.WindowSampler(val_docs, chars=int(args.seq_len * 3.6), seed=1234)
+    out = []
+    for _ in range(n):
+        exs = [
+            data_mod.make_fim_example(vs.sample(), tok, vrng, args.seq_len)
+            if causal
+            else data_mod.make_example(
+                vs.sample(), tok, vrng, args.seq_len, args.max_spans, args.p_whole, t=(i + 0.5) / args.batch
+            )
+            for i in range(args.batch)
+        ]
+        out.append(to_torch(data_mod.batch(exs), device))
+    return out
 
 
 def to_torch(b: dict[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
@@ -175,8 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     tok = Tokenizer.from_file(tok_path)
     if not (out / "tokenizer.json").exists():  # the run directory carries its tokenizer (export reads it)
         shutil.copy(tok_path, out / "tokenizer.json")
-    n_val = max(20, len(docs) // 100)
-    val_docs, train_docs = docs[:n_val], docs[n_val:]
+    val_docs, train_docs = split_validation(docs)
 
     if state:
         cfg = ModelConfig(**state["config"])
@@ -229,20 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     )
 
-    # a fixed validation batch set: 4 batches, t on a grid
-    vrng = random.Random(1234)
-    vs = data_mod.WindowSampler(val_docs, chars=int(args.seq_len * 3.6), seed=1234)
-    val_batches = []
-    for _ in range(4):
-        exs = [
-            data_mod.make_fim_example(vs.sample(), tok, vrng, args.seq_len)
-            if cfg.causal
-            else data_mod.make_example(
-                vs.sample(), tok, vrng, args.seq_len, args.max_spans, args.p_whole, t=(i + 0.5) / args.batch
-            )
-            for i in range(args.batch)
-        ]
-        val_batches.append(to_torch(data_mod.batch(exs), args.device))
+    val_batches = validation_batches(val_docs, tok, args, cfg.causal, args.device)
 
     def validate() -> float:
         ema.eval()

@@ -130,6 +130,20 @@ def syntax_veto(text: str, edits: list[dict], language: str | None) -> list[int]
     return [i for i, e in enumerate(edits) if syntax_errors(apply_edits(text, [e]), language) > before]
 
 
+def syntax_gate_edits(text: str, edits: list[dict], considered: list[dict], language: str | None, rename_rule: bool):
+    """``edits`` less the model-made ones :func:`syntax_veto` rejects; their ``considered`` entries are marked.
+
+    ``edits[j]`` is the proposal of the j-th shown entry of ``considered`` (as :func:`predict` builds
+    them); rename-rule edits are never vetoed: they replace a word with a word.
+    """
+    shown = [c for c in considered if c["shown"]]
+    model_made = [j for j, c in enumerate(shown) if not (rename_rule and c["kind"] == "rename")]
+    vetoed = {model_made[i] for i in syntax_veto(text, [edits[j] for j in model_made], language)}
+    for j in vetoed:
+        shown[j].update(shown=False, vetoed="syntax")
+    return [e for j, e in enumerate(edits) if j not in vetoed]
+
+
 def predict(
     engine,
     text: str,
@@ -164,7 +178,7 @@ def predict(
     remaining = None if budget_ms is None else max(1.0, budget_ms - (time.perf_counter() - t0) * 1000)
     drafts = list(engine.stream_prepared(prep, budget_ms=remaining, steps=steps))
     draft = drafts[-1] if drafts else None
-    edits, considered, shown = [], [], []  # shown[j]: the considered entry of edits[j]
+    edits, considered = [], []
     for h, c in enumerate(sorted(cands, key=lambda c: c.start)[:fitted]):
         now = text[c.start : c.end]
         new = draft.texts[h].split("\n", 1)[0] if draft else now
@@ -179,13 +193,8 @@ def predict(
             edits.append(
                 {"range": {"start": position_of(text, c.start), "end": position_of(text, c.end)}, "text": new.strip()}
             )
-            shown.append(len(considered) - 1)
     if syntax_gate:
-        model_made = [i for i, k in enumerate(shown) if not (rename_rule and considered[k]["kind"] == "rename")]
-        vetoed = {model_made[i] for i in syntax_veto(text, [edits[j] for j in model_made], language)}
-        for j in vetoed:
-            considered[shown[j]].update(shown=False, vetoed="syntax")
-        edits = [e for j, e in enumerate(edits) if j not in vetoed]
+        edits = syntax_gate_edits(text, edits, considered, language, rename_rule)
     return NesResult(edits, (time.perf_counter() - t0) * 1000, len(cands), considered)
 
 
