@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> None:
         default=True,
         help="renamed words: propose the diff's new word without the model (the product default)",
     )
+    ap.add_argument(
+        "--replay-rule",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sibling lines of the edited line's shape: make the same change without the model (the product default)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-example results here")
     ap.add_argument("--write", action="store_true", help="store the numbers in the model's model.json and MODEL.md")
     args = ap.parse_args(argv)
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg["threads"] = args.threads
     eng = Engine(cfg)
     eng.warmup()
-    kw = {"budget_ms": args.budget_ms or None, "rename_rule": args.rename_rule}
+    kw = {"budget_ms": args.budget_ms or None, "rename_rule": args.rename_rule, "replay_rule": args.replay_rule}
     if args.min_confidence is not None:
         kw["min_confidence"] = args.min_confidence
     rows = load(args.limit)
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         res = nes.predict(eng, case["current"], cur, case["history"], syntax_gate=False, **kw)
         ms = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        gated = nes.syntax_gate_edits(case["current"], res.edits, res.considered, "python", args.rename_rule)
+        gated = nes.syntax_gate_edits(case["current"], res.edits, res.considered, "python")
         gated_ms.append(ms + (time.perf_counter() - t1) * 1000)
         return res.edits, gated, ms
 
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         tl = tallies[v]
         r = {
             "rename_rule": args.rename_rule,
+            "replay_rule": args.replay_rule,
             "syntax_gate": v == "on",
             "examples": n,
             "exact_match": tl["exact"] / n,

@@ -7,7 +7,9 @@ From the edit (a unified diff of the recent change) and the file as it is now:
 * ``call``: the edit changed the parameters of ``def name(...)``: the argument list of
   every call of ``name`` (found in the tree-sitter syntax tree) is a candidate.
 * ``shape``: lines with the same token shape as the edited line before the edit (names and
-  literals abstracted): sibling lines of a repeated pattern; the whole line is a hole.
+  literals abstracted): sibling lines of a repeated pattern; the whole line is a hole. When
+  the edit's change can be made to that line as well (:func:`replay`), the candidate's
+  ``hint`` is the line with it made.
 * ``near``: the line below the edit (the most common place of a follow-up).
 
 Candidates are ranked (rename/call first, then by distance from the cursor) and capped;
@@ -36,7 +38,7 @@ class Candidate:
     start: int  # character offsets in the current text
     end: int
     kind: str  # rename | call | shape | near
-    hint: str = ""  # rename: the new word
+    hint: str = ""  # rename: the new word; shape: the line with the edit replayed on it (or "")
 
     @property
     def text_range(self) -> tuple[int, int]:
@@ -90,8 +92,77 @@ def summarize(diff: str) -> EditSummary:
     return EditSummary(removed, added, renames, defs)
 
 
-def _shape(line: str) -> str:
-    return " ".join("N" if IDENT.fullmatch(t) and t not in _KEYWORDS else t for t in _TOKEN.findall(line))
+_RTOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\"[^\"\n]*\"|'[^'\n]*'|\s+|\S")  # _TOKEN plus whitespace runs
+
+
+def replay(removed: str, added: str, line: str) -> str | None:
+    """``line`` with the change ``removed`` -> ``added`` made to it too, or None where it does not carry over.
+
+    The change is the token diff of ``removed`` and ``added``. It carries over to ``line`` when
+    ``line`` has the same tokens as ``removed`` position by position except for names,
+    literals and whitespace, and every token the change replaces or deletes is the same in
+    ``line``: the same change where the same text is; an insertion goes to the same place.
+    Names and literals that differ between the two lines are swapped inside inserted text,
+    except after a dot (``foo(a)`` -> ``foo(a, a.x)`` carries to ``foo(b)`` as ``foo(b, b.x)``).
+    A change of a line's own values does not carry: ``f(x, 3)`` -> ``f(x, 5)`` says nothing
+    about ``f(x, 4)``, nor ``f(x)`` -> ``f(y)`` about ``f(z)``: the replaced token differs.
+    """
+    indent = line[: len(line) - len(line.lstrip())]  # indentation is the line's own: not compared
+    tr, ta, ts = (_RTOKEN.findall(x.strip()) for x in (removed, added, line))
+    if len(tr) != len(ts) or tr == ta:
+        return None
+    names: dict[str, str] = {}
+    for x, y in zip(tr, ts):
+        if x == y or (x.isspace() and y.isspace()):
+            continue
+        kind = _shape(x, literals=True)
+        if x.isspace() or y.isspace() or kind not in ("N", "L") or _shape(y, literals=True) != kind:
+            return None  # not the same shape
+        if names.setdefault(x, y) != y:
+            return None  # one name in ``removed`` stands for two in ``line``: ambiguous
+    out: list[str] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=tr, b=ta, autojunk=False).get_opcodes():
+        if op == "equal":
+            out += ts[i1:i2]
+            continue
+        if [t for t in tr[i1:i2] if not t.isspace()] != [t for t in ts[i1:i2] if not t.isspace()]:
+            return None  # the change replaces or deletes text that is different in ``line``
+        for j in range(j1, j2):
+            out.append(ta[j] if j and ta[j - 1] == "." else names.get(ta[j], ta[j]))
+    new = indent + "".join(out)
+    return new if new.strip() and new.rstrip() != line.rstrip() else None
+
+
+_DEF = re.compile(r"\s*(?:async\s+)?(?:def|class)\s")
+
+
+def _line_pairs(removed: list[str], added: list[str]) -> list[tuple[str, str]]:
+    """(before, after) line pairs of an edit whose change may carry over to other lines.
+
+    From its replaced blocks of equal length, line by line, where the two lines are mostly
+    the same (a changed line, not one line swapped for another). A ``def`` or ``class`` header
+    is left out: its change belongs to that definition (its call sites are ``call`` candidates).
+    """
+    pairs = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=removed, b=added, autojunk=False).get_opcodes():
+        if op != "replace" or i2 - i1 != j2 - j1:
+            continue
+        for r, a in zip(removed[i1:i2], added[j1:j2]):
+            r, a = r.rstrip("\r"), a.rstrip("\r")
+            if r.strip() and not _DEF.match(r) and difflib.SequenceMatcher(a=r, b=a).ratio() >= 0.5:
+                pairs.append((r, a))
+    return pairs
+
+
+_LITERAL = re.compile(r"\d+|\"[^\"\n]*\"|'[^'\n]*'")
+
+
+def _shape(line: str, literals: bool = False) -> str:
+    """The line's tokens with names abstracted (``N``), and with ``literals`` numbers and strings too (``L``)."""
+    return " ".join(
+        "N" if IDENT.fullmatch(t) and t not in _KEYWORDS else "L" if literals and _LITERAL.fullmatch(t) else t
+        for t in _TOKEN.findall(line)
+    )
 
 
 def _call_arguments(text: str, names: list[str], language: str | None) -> list[tuple[int, int]]:
@@ -152,16 +223,33 @@ def candidates(
                 hi = mid
         return lo
 
+    # lines of the edited line's shape, and the edit's change made to them where it carries over
+    pairs = _line_pairs(ed.removed, ed.added)
+    shapes = {_shape(r) for r in ed.removed if r.strip()}
+    loose = {_shape(r, literals=True) for r, _ in pairs}
+    shaped: dict[int, str] = {}
+    for i, ln in enumerate(lines):
+        body = ln.rstrip("\r\n")
+        if i in seed or not body.strip():
+            continue
+        hint = ""
+        if _shape(body, literals=True) in loose:
+            hint = next((h for r, a in pairs if (h := replay(r, a, body))), "")
+        if hint or _shape(body) in shapes:
+            shaped[i] = hint.strip()
+
     found: dict[tuple[int, int], Candidate] = {}
     for old, new in ed.renames:
         for m in re.finditer(rf"(?<![A-Za-z0-9_]){re.escape(old)}(?![A-Za-z0-9_])", text):
-            if line_of(m.start()) not in seed:
+            i = line_of(m.start())
+            if i not in seed and not shaped.get(i):  # a replayed line says the whole change
                 found.setdefault((m.start(), m.end()), Candidate(m.start(), m.end(), "rename", new))
     for a, b in _call_arguments(text, ed.changed_defs, language):
-        if line_of(a) not in seed and not any(s <= a and b <= e for s, e in found):
+        i = line_of(a)
+        if i not in seed and not shaped.get(i) and not any(s <= a and b <= e for s, e in found):
             found[(a, b)] = Candidate(a, b, "call")
 
-    def whole_line(i: int, kind: str) -> None:
+    def whole_line(i: int, kind: str, hint: str = "") -> None:
         if not (0 <= i < len(lines)) or i in seed:
             return
         body = lines[i].rstrip("\r\n")
@@ -170,13 +258,10 @@ def candidates(
         lo = starts[i] + len(body) - len(body.lstrip())
         hi = starts[i] + len(body)
         if not any(s < hi and lo < e for s, e in found):
-            found[(lo, hi)] = Candidate(lo, hi, kind)
+            found[(lo, hi)] = Candidate(lo, hi, kind, hint)
 
-    shapes = {_shape(r) for r in ed.removed if r.strip()}
-    if shapes:
-        for i, ln in enumerate(lines):
-            if _shape(ln) in shapes:
-                whole_line(i, "shape")
+    for i, hint in shaped.items():
+        whole_line(i, "shape", hint)
     for d in range(1, near_lines + 1):
         whole_line(cur_line + d, "near")
 

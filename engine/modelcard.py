@@ -177,6 +177,7 @@ def render(model_dir: Path) -> str:
                 [nes],
                 [
                     ("rename rule", "rename_rule"),
+                    ("replay rule", "replay_rule"),
                     ("examples", "examples"),
                     ("exact file %", "exact_match"),
                     ("hunk recall %", "hunk_recall"),

@@ -37,6 +37,7 @@ class Settings:
     next_edit_budget_ms: int = DEFAULT_BUDGET_MS  # deadline of a next-edit request, from its arrival
     next_edit_min_confidence: float = 0.75  # less confident proposals are not sent (nes.DEFAULT_MIN_CONFIDENCE)
     next_edit_rename_rule: bool = True  # renamed words: the new word at their other uses, by rule, not by the model
+    next_edit_replay_rule: bool = True  # sibling lines of the edited line's shape: the same change, by rule
 
     def language_enabled(self, language_id: str | None) -> bool:
         return "*" in self.enabled_languages or (language_id or "") in self.enabled_languages
@@ -111,6 +112,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "nextEdit.budgetMs": ("next_edit_budget_ms", _int(10, 60_000)),
     "nextEdit.minConfidence": ("next_edit_min_confidence", _float(0.0, 1.0)),
     "nextEdit.renameRule": ("next_edit_rename_rule", _bool),
+    "nextEdit.replayRule": ("next_edit_replay_rule", _bool),
 }
 DEFAULTS = Settings()
 

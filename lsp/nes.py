@@ -11,10 +11,12 @@
    denoised together in one batch (:meth:`unmask.engine.infill.Engine.stream_edit`).
 3. A candidate is proposed only when the model's text differs from what is there now and
    the model is confident about it (``min_confidence``), and (``syntax_gate``, on by
-   default) when it does not make code that parsed fail to parse; otherwise silence. Exception
-   (``rename_rule``, on by default): at the other uses of a renamed word the diff's new
-   word is proposed without asking the model, because the shipped model does not yet
-   follow the edit history (measured: BENCHMARKS.md).
+   default) when it does not make code that parsed fail to parse; otherwise silence. Two
+   rules, on by default, decide candidates without the model, because the shipped model
+   does not yet follow the edit history (measured: BENCHMARKS.md): at the other uses of a
+   renamed word the diff's new word is proposed (``rename_rule``), and at a line of the
+   edited line's shape the edit's change is made where it carries over (``replay_rule``,
+   :func:`unmask.context.nes.replay`). Only the remaining candidates go to the model.
 
 Used by ``unmask nes`` (batch JSONL) and the language server's next-edit request. It
 knows the engine's and the context layer's public APIs and LSP position encoding; no
@@ -35,6 +37,9 @@ DEFAULT_MIN_CONFIDENCE = 0.75
 # Renamed words are propagated by rule: the shipped model does not follow the edit history
 # yet (its proposals at renamed words are measured in BENCHMARKS.md, "Next-edit prediction").
 DEFAULT_RENAME_RULE = True
+# A change that carries over to sibling lines of the edited line's shape is replayed there by
+# rule (measured on shared/eval/nes: BENCHMARKS.md, "Next-edit prediction").
+DEFAULT_REPLAY_RULE = True
 
 
 @dataclass
@@ -130,18 +135,28 @@ def syntax_veto(text: str, edits: list[dict], language: str | None) -> list[int]
     return [i for i, e in enumerate(edits) if syntax_errors(apply_edits(text, [e]), language) > before]
 
 
-def syntax_gate_edits(text: str, edits: list[dict], considered: list[dict], language: str | None, rename_rule: bool):
-    """``edits`` less the model-made ones :func:`syntax_veto` rejects; their ``considered`` entries are marked.
+def syntax_gate_edits(text: str, edits: list[dict], considered: list[dict], language: str | None):
+    """``edits`` less the ones :func:`syntax_veto` rejects; their ``considered`` entries are marked.
 
     ``edits[j]`` is the proposal of the j-th shown entry of ``considered`` (as :func:`predict` builds
-    them); rename-rule edits are never vetoed: they replace a word with a word.
+    them). Rename-rule edits are never vetoed: they replace a word with a word. Replay-rule
+    edits are checked like the model's.
     """
     shown = [c for c in considered if c["shown"]]
-    model_made = [j for j, c in enumerate(shown) if not (rename_rule and c["kind"] == "rename")]
-    vetoed = {model_made[i] for i in syntax_veto(text, [edits[j] for j in model_made], language)}
+    checked = [j for j, c in enumerate(shown) if c.get("rule") != "rename"]
+    vetoed = {checked[i] for i in syntax_veto(text, [edits[j] for j in checked], language)}
     for j in vetoed:
         shown[j].update(shown=False, vetoed="syntax")
     return [e for j, e in enumerate(edits) if j not in vetoed]
+
+
+def rule_for(c: Candidate, rename_rule: bool, replay_rule: bool) -> str | None:
+    """Which rule decides candidate ``c`` without the model: "rename", "replay" or None."""
+    if rename_rule and c.kind == "rename":
+        return "rename"
+    if replay_rule and c.kind == "shape" and c.hint:
+        return "replay"
+    return None
 
 
 def predict(
@@ -156,45 +171,60 @@ def predict(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_candidates: int = 10,
     rename_rule: bool = DEFAULT_RENAME_RULE,
+    replay_rule: bool = DEFAULT_REPLAY_RULE,
     syntax_gate: bool = True,
 ) -> NesResult:
     """Follow-up edits for ``text`` after the edit ``history`` (a unified diff), cursor in LSP terms.
 
     rename_rule: propose the renamed word at its other uses without asking the model (the
-    diff says what it became); the model still decides every other candidate.
-    syntax_gate: drop a model proposal that makes the file fail to parse where it parsed
+    diff says what it became).
+    replay_rule: at a line of the edited line's shape where the edit's change carries over
+    (:func:`unmask.context.nes.replay`), propose that line without asking the model.
+    The model decides every other candidate, in one batch; when the rules decide all of
+    them, the model is not called.
+    syntax_gate: drop a proposal that makes the file fail to parse where it parsed
     (rename-rule edits are never dropped: they replace a word with a word).
     """
     t0 = time.perf_counter()
     off = offset_of(text, *cursor)
-    cands = candidates(text, off, history, language=language, max_candidates=max_candidates)
+    cands = candidates(text, off, history, language=language, max_candidates=max_candidates)  # by position
     if not cands:
         return NesResult([], (time.perf_counter() - t0) * 1000)
-    tok = engine.tok
-    segs = segments_for(text, cands, cursor[0], lambda s: len(tok.encode(s)))
-    hist = history_text(history)
-    prep = engine.prepare_edit(hist, segs)
-    fitted = len(prep.buckets)
-    remaining = None if budget_ms is None else max(1.0, budget_ms - (time.perf_counter() - t0) * 1000)
-    drafts = list(engine.stream_prepared(prep, budget_ms=remaining, steps=steps))
-    draft = drafts[-1] if drafts else None
+    rules = [rule_for(c, rename_rule, replay_rule) for c in cands]
+    asked = [c for c, r in zip(cands, rules) if r is None]
+    texts: dict[int, str] = {}
+    confs: dict[int, float] = {}
+    if asked:
+        tok = engine.tok
+        segs = segments_for(text, asked, cursor[0], lambda s: len(tok.encode(s)))
+        prep = engine.prepare_edit(history_text(history), segs)
+        remaining = None if budget_ms is None else max(1.0, budget_ms - (time.perf_counter() - t0) * 1000)
+        drafts = list(engine.stream_prepared(prep, budget_ms=remaining, steps=steps))
+        draft = drafts[-1] if drafts else None
+        for h, c in enumerate(asked[: len(prep.buckets)]):  # the candidates that fitted the window
+            texts[c.start] = draft.texts[h].split("\n", 1)[0] if draft else text[c.start : c.end]
+            confs[c.start] = draft.confidence[h] if draft else 0.0
     edits, considered = [], []
-    for h, c in enumerate(sorted(cands, key=lambda c: c.start)[:fitted]):
+    for c, rule in zip(cands, rules):
         now = text[c.start : c.end]
-        new = draft.texts[h].split("\n", 1)[0] if draft else now
-        if c.kind != "rename":
-            new = new.strip()
-        conf = draft.confidence[h] if draft else 0.0
-        ok = _accept(c.kind, now, new) and conf >= min_confidence
-        if rename_rule and c.kind == "rename":
+        if rule:
             new, conf, ok = c.hint, 1.0, True
-        considered.append({"kind": c.kind, "now": now, "proposed": new, "confidence": round(conf, 4), "shown": ok})
+        elif c.start in texts:
+            new, conf = texts[c.start], confs[c.start]
+            if c.kind != "rename":
+                new = new.strip()
+            ok = _accept(c.kind, now, new) and conf >= min_confidence
+        else:
+            continue  # did not fit the model's window
+        considered.append(
+            {"kind": c.kind, "rule": rule, "now": now, "proposed": new, "confidence": round(conf, 4), "shown": ok}
+        )
         if ok:
             edits.append(
                 {"range": {"start": position_of(text, c.start), "end": position_of(text, c.end)}, "text": new.strip()}
             )
     if syntax_gate:
-        edits = syntax_gate_edits(text, edits, considered, language, rename_rule)
+        edits = syntax_gate_edits(text, edits, considered, language)
     return NesResult(edits, (time.perf_counter() - t0) * 1000, len(cands), considered)
 
 
@@ -265,6 +295,12 @@ def cli(argv: list[str] | None = None) -> int:
         default=DEFAULT_RENAME_RULE,
         help="propose a renamed word's new name at its other uses without the model",
     )
+    ap.add_argument(
+        "--replay-rule",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_REPLAY_RULE,
+        help="make the edit's change on sibling lines of the same shape without the model",
+    )
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
@@ -309,6 +345,7 @@ def cli(argv: list[str] | None = None) -> int:
             budget_ms=args.budget_ms or None,
             min_confidence=args.min_confidence,
             rename_rule=args.rename_rule,
+            replay_rule=args.replay_rule,
         )
         out.write(json.dumps({"id": rec.get("id"), "edits": res.edits, "ms": round(res.ms, 2)}) + "\n")
         out.flush()

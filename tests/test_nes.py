@@ -250,3 +250,55 @@ def test_syntax_veto_drops_only_the_proposal_that_breaks_the_file():
     js = "function f(a) {\n  return a;\n}\n"
     assert syntax_veto(js, [edit(1, 9, 10, "a +")], "javascript") == [0]  # tree-sitter for other languages
     assert syntax_veto("any text\n", [edit(0, 0, 3, "((")], None) == []  # no grammar: no veto
+
+
+def test_a_change_is_replayed_on_lines_of_the_same_shape_where_it_carries_over():
+    from unmask.context.nes import replay
+
+    # an argument added to one call: the same argument at the other calls of that shape
+    assert replay(
+        'p.add_argument("--host")', 'p.add_argument("--host", default=None)', '    p.add_argument("--port")'
+    ) == ('    p.add_argument("--port", default=None)')
+    # a call replaced by another: names of the line itself are kept, attributes after a dot too
+    assert replay("print(a)", "log.debug(a)", "        print(b)") == "        log.debug(b)"
+    assert replay("x = foo(a)", "x = foo(a, a.x)", "y = foo(b)") == "y = foo(b, b.x)"
+    # a line's own value changed: it says nothing about a different value elsewhere
+    assert replay("retry(x, 3)", "retry(x, 5)", "retry(x, 4)") is None
+    assert replay("f(x)", "f(y)", "f(z)") is None
+    # another shape, or a name that stands for two: no replay
+    assert replay("print(a)", "log.debug(a)", "print(a, b)") is None
+    assert replay("f(a, a)", "g(a, a)", "f(b, c)") is None
+
+
+def test_replayed_lines_are_shape_candidates_with_the_new_line_as_hint():
+    src = "def f(a, b):\n    print(a)\n    print(b)\n    x = 1\n    print(x)\n"
+    cur = src.replace("    print(a)", "    log.debug(a)")
+    diff = "--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,3 @@\n def f(a, b):\n-    print(a)\n+    log.debug(a)\n     print(b)\n"
+    cands = candidates(cur, cur.index("(a)\n") + 3, diff)
+    assert [(c.kind, cur[c.start : c.end], c.hint) for c in cands] == [
+        ("shape", "print(b)", "log.debug(b)"),
+        ("shape", "print(x)", "log.debug(x)"),
+    ]  # not "rename print -> log": the replayed line says the whole change
+    # a signature change stays with its function: other defs of that shape are not replayed
+    sig = "def a(self):\n    pass\ndef b(self):\n    pass\n"
+    cur = sig.replace("def a(self):", "def a(self, x):")
+    diff = "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n-def a(self):\n+def a(self, x):\n     pass\n"
+    assert not any(c.hint for c in candidates(cur, len("def a(self, x):"), diff))
+
+
+def test_replayed_changes_are_proposed_without_the_model(engine):
+    from unmask.lsp.nes import predict
+
+    src = "def opts(p):\n    p.add('--host')\n    p.add('--port')\n    p.add('--user')\n    return p\n"
+    cur = src.replace("p.add('--host')", "p.add('--host', default=None)")
+    diff = (
+        "--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,3 @@\n def opts(p):\n"
+        "-    p.add('--host')\n+    p.add('--host', default=None)\n     p.add('--port')\n"
+    )
+    res = predict(engine, cur, (1, len("    p.add('--host', default=None)")), diff, budget_ms=None, min_confidence=1.01)
+    assert apply_edits(cur, res.edits) == src.replace("')", "', default=None)")
+    assert {c["rule"] for c in res.considered} == {"replay"}
+    off = predict(
+        engine, cur, (1, 33), diff, budget_ms=None, min_confidence=1.01, replay_rule=False
+    )  # the model decides them, behind a closed gate: silence
+    assert off.edits == [] and off.considered and not any(c["rule"] for c in off.considered)
