@@ -11,7 +11,10 @@ One process, one machine: every task is completed by every configuration, in a s
 order per task, so machine noise hits all of them alike. Configurations: the denoiser at
 fixed step caps (1, 2, 4, 8, 16, 32; a fixed schedule commits ~bucket/steps slots per step),
 with the product's confidence threshold (0.9, cap 32, no deadline) and with the product's
-250 ms deadline on top; the AR model greedy. Both decode in line mode (the completion ends
+250 ms deadline on top; the AR model greedy. ``--extra-model DIR`` adds a second denoiser
+(named by its training tokens, e.g. ``diffusion@31.7M``) at 2 and 8 steps and the product
+threshold, so that the equal-token comparison (``--model``: the denoiser at the AR model's
+token count) and the shipped model can be read from one run. Both decode in line mode (the completion ends
 at its first newline, as an editor's single-line suggestion) with at most 32 tokens (the
 diffusion line bucket), both get a fresh context encode per completion (no cache reuse).
 
@@ -53,10 +56,18 @@ FIXED_STEPS = (1, 2, 4, 8, 16, 32)
 PRODUCT_BUDGET_MS = 250.0  # lsp/config.py DEFAULT_BUDGET_MS
 
 
-def configs(names: str | None) -> list[dict]:
+EXTRA_STEPS = (2, 8)  # the second diffusion model's fixed step caps (plus the product threshold)
+
+
+def configs(names: str | None, extra: str | None = None) -> list[dict]:
+    """The configurations of one run; ``extra``: the label of a second diffusion model (``--extra-model``)."""
     out = [dict(name=f"diffusion {k} steps", kind="diffusion", steps=k, threshold=1.01) for k in FIXED_STEPS]
     out.append(dict(name="diffusion thr 0.9", kind="diffusion", steps=32, threshold=0.9))
     out.append(dict(name="diffusion thr 0.9 250ms", kind="diffusion", steps=32, threshold=0.9, budget_ms=250.0))
+    if extra:
+        kw = dict(kind="diffusion-extra", model="extra")
+        out += [dict(name=f"{extra} {k} steps", steps=k, threshold=1.01, **kw) for k in EXTRA_STEPS]
+        out.append(dict(name=f"{extra} thr 0.9", steps=32, threshold=0.9, **kw))
     out.append(dict(name="AR greedy", kind="ar"))
     if names:
         want = [n.strip() for n in names.split(",")]
@@ -64,6 +75,11 @@ def configs(names: str | None) -> list[dict]:
         if len(out) != len(want):
             raise SystemExit(f"unknown configuration in {want}")
     return out
+
+
+def tokens_label(meta: dict) -> str:
+    """``diffusion@31.7M``: a diffusion model named by its training tokens."""
+    return f"diffusion@{meta.get('training', {}).get('tokens', 0) / 1e6:.1f}M"
 
 
 class Timed:
@@ -116,8 +132,9 @@ def is_code(completion: str) -> bool:
     return bool(t) and not t.startswith("#")
 
 
-def run_one(c: dict, task: dict, eng: Engine, timed: Timed, ar: ArEngine | None) -> dict:
-    if c["kind"] == "diffusion":
+def run_one(c: dict, task: dict, engines: dict[str, tuple[Engine, Timed]], ar: ArEngine | None) -> dict:
+    if c["kind"] != "ar":
+        eng, timed = engines[c.get("model", "main")]
         timed.reset()
         t0 = time.perf_counter()
         d = eng.infill(
@@ -214,7 +231,7 @@ def compare(records: list[dict], rows: list[dict]) -> dict:
     ids = sorted(ar)
     out = {}
     for row in rows:
-        if row["kind"] != "diffusion":
+        if not row["kind"].startswith("diffusion"):
             continue
         d = by[row["config"]]
         a = np.array([d[i]["passed"] for i in ids], float)
@@ -340,6 +357,7 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     diff = [x for x in rows if x["kind"] == "diffusion"]
     fixed = [x for x in diff if x["threshold"] is None]
     thr = [x for x in diff if x["threshold"] is not None]
+    extra = [x for x in rows if x["kind"] == "diffusion-extra"]
     ar = [x for x in rows if x["kind"] == "ar"]
     sub = f"HumanEval single-line infilling, {res['n_tasks']} tasks, 6.9M-param models, {res['machine_short']}"
     files = [out / "ar_vs_diffusion.json"]  # the summary (no per-completion records), small enough to commit
@@ -376,12 +394,16 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
                 x["ms_p50"], x[key], "s", color="C2", label="diffusion, threshold 0.9 (product)" if j == 0 else None
             )
             ax.annotate(lab, (x["ms_p50"], x[key]), textcoords="offset points", xytext=(-30, -12 - 9 * j), fontsize=7)
+        for j, x in enumerate(extra):
+            ax.plot(x["ms_p50"], x[key], "D", color="C4", label=x["config"].rsplit(" ", 2)[0] if j == 0 else None)
+            ax.annotate(x["config"].split(" ", 1)[1], (x["ms_p50"], x[key]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7, color="C4")  # fmt: skip
         for x in ar:
             ax.plot(x["ms_p50"], x[key], "*", color="C3", markersize=14, label="AR greedy (KV cache)")
-        for x in diff + ar:  # p50..p95 whiskers
+        for x in diff + extra + ar:  # p50..p95 whiskers
             ax.plot([x["ms_p50"], x["ms_p95"]], [x[key]] * 2, "-", color="grey", alpha=0.4, lw=1)
         front, best = [], -1.0  # Pareto front over both models: no other point is faster and better
-        for x in sorted(diff + ar, key=lambda x: (x["ms_p50"], -x[key])):
+        for x in sorted(diff + extra + ar, key=lambda x: (x["ms_p50"], -x[key])):
             if x[key] > best:
                 front.append(x)
                 best = x[key]
@@ -423,7 +445,7 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for i, x in enumerate(rows):
         ms = np.sort([r["ms"] for r in records if r["config"] == x["config"]])
-        style = "-" if x["kind"] == "diffusion" else "--"
+        style = "--" if x["kind"] == "ar" else "-" if x["kind"] == "diffusion" else ":"
         color = "C3" if x["kind"] == "ar" else plt.cm.viridis(i / max(1, len(diff)))
         lw = 2 if x["kind"] == "ar" else 1.3
         ax.plot(ms, np.arange(1, len(ms) + 1) / len(ms), style, color=color, lw=lw, label=x["config"])
@@ -473,6 +495,11 @@ def main(argv: list[str] | None = None) -> None:
         prog="ar_vs_diffusion.py", description="diffusion vs autoregressive baseline, HumanEval single-line infilling"
     )
     ap.add_argument("--model", help="diffusion model directory (default: the shipped model)")
+    ap.add_argument(
+        "--extra-model",
+        help="a second diffusion model (e.g. the shipped one, trained longer than --model): "
+        f"{len(EXTRA_STEPS) + 1} more configurations, compared with AR too",
+    )
     ap.add_argument("--ar-model", default="runs/ar-onnx", help="AR model directory (python -m unmask.engine.ar)")
     ap.add_argument("--data", help="humaneval-infilling directory (default: ../shared/eval/humaneval-infilling)")
     ap.add_argument("--limit", type=int, default=0, help="an even spread of N tasks (0: all 1033)")
@@ -499,17 +526,25 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(res))
         return
 
-    cfgs = configs(args.configs)
     data = Path(args.data) if args.data else ev.default_data_dir()
     if not data.is_dir():
         sys.exit(f"evaluation data not found at {data} (pass --data)")
     tasks = ev.load_tasks(data, "single", args.limit)
-    backend = {"type": "onnx", **({"path": args.model} if args.model else {})}
-    if args.threads:
-        backend["threads"] = args.threads
-    eng = Engine(backend, cache_size=0)  # every completion encodes its context, as AR prefills its prompt
-    timed = Timed(eng.backend)
-    eng.backend = timed
+    engines: dict[str, tuple[Engine, Timed]] = {}
+    for key, path in (("main", args.model), ("extra", args.extra_model)):
+        if key == "extra" and not path:
+            continue
+        backend = {"type": "onnx", **({"path": path} if path else {})}
+        if args.threads:
+            backend["threads"] = args.threads
+        e = Engine(backend, cache_size=0)  # every completion encodes its context, as AR prefills its prompt
+        e.backend = Timed(e.backend)
+        engines[key] = (e, e.backend)
+    eng = engines["main"][0]
+    extra = engines.get("extra", (None,))[0]
+    if extra is not None and tokens_label(extra.meta) == tokens_label(eng.meta):
+        sys.exit("--extra-model has as many training tokens as --model: nothing to compare")
+    cfgs = configs(args.configs, tokens_label(extra.meta) if extra is not None else None)
     ar = None
     if any(c["kind"] == "ar" for c in cfgs):
         try:
@@ -519,7 +554,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{e}\nExport the AR baseline first: python -m unmask.engine.ar --run runs/ar --out {args.ar_model}"
             )
     for _ in range(3):
-        eng.warmup()
+        for e, _t in engines.values():
+            e.warmup()
         if ar:
             ar.warmup()
 
@@ -531,7 +567,7 @@ def main(argv: list[str] | None = None) -> None:
         order = cfgs[:]
         rng.shuffle(order)
         for c in order:
-            records.append(run_one(c, task, eng, timed, ar))
+            records.append(run_one(c, task, engines, ar))
         if (i + 1) % 50 == 0 or i + 1 == len(tasks):
             el = time.perf_counter() - t_start
             print(
@@ -553,6 +589,9 @@ def main(argv: list[str] | None = None) -> None:
         "threads": args.threads,
         "n_tasks": len(tasks),
         "diffusion_model": {k: eng.meta.get(k) for k in ("name", "n_params", "quantized", "training")},
+        "extra_diffusion_model": {k: extra.meta.get(k) for k in ("name", "n_params", "quantized", "training")}
+        if extra is not None
+        else None,
         "ar_model": {k: ar.meta.get(k) for k in ("source", "n_params", "quantized", "training")} if ar else None,
         "seconds_completions": t_complete,
         "seconds_tests": time.perf_counter() - t0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -145,14 +146,23 @@ def test_unmask_bench_runs_both_models_side_by_side(int8_dir, tmp_path):
         import matplotlib  # noqa: F401
     except ImportError:
         plots = ""
-    configs = "diffusion 1 steps,diffusion thr 0.9,AR greedy"
+    # a second diffusion model (here: the shipped one under another training-token count)
+    shipped = ModelInfo.load(None).path
+    extra = tmp_path / "extra"
+    shutil.copytree(shipped, extra)
+    meta = json.loads((extra / "model.json").read_text())
+    meta["training"]["tokens"] = 99_000_000
+    (extra / "model.json").write_text(json.dumps(meta))
+    configs = "diffusion 1 steps,diffusion thr 0.9,diffusion@99.0M 2 steps,AR greedy"
     args = ["--data", str(tmp_path), "--threads", "1", "--configs", configs, "--json", str(out), "--plots", str(plots)]
-    main(["bench", "--ar-model", str(int8_dir), *args])
+    main(["bench", "--ar-model", str(int8_dir), "--extra-model", str(extra), *args])
     res = json.loads(out.read_text())
-    assert [r["config"] for r in res["rows"]] == ["diffusion 1 steps", "diffusion thr 0.9", "AR greedy"]
-    assert len(res["records"]) == 6 and all(isinstance(r["passed"], bool) for r in res["records"])
+    assert [r["config"] for r in res["rows"]] == configs.split(",")
+    assert len(res["records"]) == 8 and all(isinstance(r["passed"], bool) for r in res["records"])
     one = next(r for r in res["rows"] if r["config"] == "diffusion 1 steps")
     assert one["passes_mean"] == 2.0  # one encode + one denoising step
-    assert set(res["compare"]) == {"diffusion 1 steps", "diffusion thr 0.9"}
+    two = next(r for r in res["rows"] if r["config"] == "diffusion@99.0M 2 steps")
+    assert two["kind"] == "diffusion-extra" and two["passes_mean"] <= 3.0
+    assert set(res["compare"]) == {"diffusion 1 steps", "diffusion thr 0.9", "diffusion@99.0M 2 steps"}
     if plots:
         assert {p.name for p in plots.iterdir()} >= {"quality_vs_latency.png", "latency_distribution.png"}
