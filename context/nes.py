@@ -246,7 +246,7 @@ def candidates(
                 found.setdefault((m.start(), m.end()), Candidate(m.start(), m.end(), "rename", new))
     for a, b in _call_arguments(text, ed.changed_defs, language):
         i = line_of(a)
-        if i not in seed and not shaped.get(i) and not any(s <= a and b <= e for s, e in found):
+        if i not in seed and not shaped.get(i) and not any(s < b and a < e for s, e in found):  # no overlap
             found[(a, b)] = Candidate(a, b, "call")
 
     def whole_line(i: int, kind: str, hint: str = "") -> None:

@@ -302,3 +302,11 @@ def test_replayed_changes_are_proposed_without_the_model(engine):
         engine, cur, (1, 33), diff, budget_ms=None, min_confidence=1.01, replay_rule=False
     )  # the model decides them, behind a closed gate: silence
     assert off.edits == [] and off.considered and not any(c["rule"] for c in off.considered)
+
+
+def test_candidates_never_overlap_when_a_renamed_word_is_inside_a_changed_call():
+    src = "def f(data, n):\n    return data\n\n\ndef g(data):\n    return f(data, 1)\n"
+    cur = src.replace("def f(data, n):", "def f(payload, n):")
+    diff = "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n-def f(data, n):\n+def f(payload, n):\n     return data\n"
+    cands = candidates(cur, len("def f(payload, n):"), diff)
+    assert cands and all(a.end <= b.start for a, b in zip(cands, cands[1:]))  # edits must apply one by one
