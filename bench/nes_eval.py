@@ -96,6 +96,12 @@ def main(argv: list[str] | None = None) -> None:
         default=True,
         help="sibling lines of the edited line's shape: make the same change without the model (the product default)",
     )
+    ap.add_argument(
+        "--signature-rule",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="call sites of a changed signature: rewrite the arguments without the model (the product default)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-example results here")
     ap.add_argument("--write", action="store_true", help="store the numbers in the model's model.json and MODEL.md")
     args = ap.parse_args(argv)
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     eng = Engine(cfg)
     eng.warmup()
     kw = {"budget_ms": args.budget_ms or None, "rename_rule": args.rename_rule, "replay_rule": args.replay_rule}
+    kw["signature_rule"] = args.signature_rule
     if args.min_confidence is not None:
         kw["min_confidence"] = args.min_confidence
     rows = load(args.limit)
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         r = {
             "rename_rule": args.rename_rule,
             "replay_rule": args.replay_rule,
+            "signature_rule": args.signature_rule,
             "syntax_gate": v == "on",
             "examples": n,
             "exact_match": tl["exact"] / n,

@@ -5,7 +5,9 @@ From the edit (a unified diff of the recent change) and the file as it is now:
 * ``rename``: a word the edit replaced by another (``old`` -> ``new``): every other use of
   ``old`` in the file is a candidate; the hole covers that word only.
 * ``call``: the edit changed the parameters of ``def name(...)``: the argument list of
-  every call of ``name`` (found in the tree-sitter syntax tree) is a candidate.
+  every call of ``name`` (found in the tree-sitter syntax tree) is a candidate. When the
+  header parses on both sides (:mod:`unmask.context.signature`), only the calls whose
+  arguments must change, each with its new argument list as ``hint``.
 * ``shape``: lines with the same token shape as the edited line before the edit (names and
   literals abstracted): sibling lines of a repeated pattern; the whole line is a hole. When
   the edit's change can be made to that line as well (:func:`replay`), the candidate's
@@ -24,6 +26,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from .signature import call_site_edits, signature_change
+
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\"[^\"\n]*\"|'[^'\n]*'|\S")
 _WORDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S")  # words inside strings and comments count too
@@ -38,7 +42,7 @@ class Candidate:
     start: int  # character offsets in the current text
     end: int
     kind: str  # rename | call | shape | near
-    hint: str = ""  # rename: the new word; shape: the line with the edit replayed on it (or "")
+    hint: str = ""  # rename: the new word; shape: the line with the edit replayed on it; call: the new arguments
 
     @property
     def text_range(self) -> tuple[int, int]:
@@ -244,7 +248,15 @@ def candidates(
             i = line_of(m.start())
             if i not in seed and not shaped.get(i):  # a replayed line says the whole change
                 found.setdefault((m.start(), m.end()), Candidate(m.start(), m.end(), "rename", new))
-    for a, b in _call_arguments(text, ed.changed_defs, language):
+    # a changed signature whose headers parse: its call sites are rewritten by rule; the others ask the model
+    changes = [c for r in ed.removed for a in ed.added if (c := signature_change(r, a))] if language == "python" else []
+    for change in changes:
+        for a, b, args in call_site_edits(text, change):
+            i = line_of(a)
+            if i not in seed and not shaped.get(i) and not any(s < b and a < e for s, e in found):
+                found[(a, b)] = Candidate(a, b, "call", args)
+    ruled = {c.old.name for c in changes}
+    for a, b in _call_arguments(text, [d for d in ed.changed_defs if d not in ruled], language):
         i = line_of(a)
         if i not in seed and not shaped.get(i) and not any(s < b and a < e for s, e in found):  # no overlap
             found[(a, b)] = Candidate(a, b, "call")

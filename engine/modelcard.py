@@ -178,6 +178,7 @@ def render(model_dir: Path) -> str:
                 [
                     ("rename rule", "rename_rule"),
                     ("replay rule", "replay_rule"),
+                    ("signature rule", "signature_rule"),
                     ("examples", "examples"),
                     ("exact file %", "exact_match"),
                     ("hunk recall %", "hunk_recall"),

@@ -38,6 +38,7 @@ class Settings:
     next_edit_min_confidence: float = 0.75  # less confident proposals are not sent (nes.DEFAULT_MIN_CONFIDENCE)
     next_edit_rename_rule: bool = True  # renamed words: the new word at their other uses, by rule, not by the model
     next_edit_replay_rule: bool = True  # sibling lines of the edited line's shape: the same change, by rule
+    next_edit_signature_rule: bool = True  # call sites of a changed signature: arguments rewritten, by rule
 
     def language_enabled(self, language_id: str | None) -> bool:
         return "*" in self.enabled_languages or (language_id or "") in self.enabled_languages
@@ -113,6 +114,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "nextEdit.minConfidence": ("next_edit_min_confidence", _float(0.0, 1.0)),
     "nextEdit.renameRule": ("next_edit_rename_rule", _bool),
     "nextEdit.replayRule": ("next_edit_replay_rule", _bool),
+    "nextEdit.signatureRule": ("next_edit_signature_rule", _bool),
 }
 DEFAULTS = Settings()
 

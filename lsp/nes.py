@@ -11,12 +11,14 @@
    denoised together in one batch (:meth:`unmask.engine.infill.Engine.stream_edit`).
 3. A candidate is proposed only when the model's text differs from what is there now and
    the model is confident about it (``min_confidence``), and (``syntax_gate``, on by
-   default) when it does not make code that parsed fail to parse; otherwise silence. Two
+   default) when it does not make code that parsed fail to parse; otherwise silence. Three
    rules, on by default, decide candidates without the model, because the shipped model
    does not yet follow the edit history (measured: BENCHMARKS.md): at the other uses of a
-   renamed word the diff's new word is proposed (``rename_rule``), and at a line of the
+   renamed word the diff's new word is proposed (``rename_rule``), at a line of the
    edited line's shape the edit's change is made where it carries over (``replay_rule``,
-   :func:`unmask.context.nes.replay`). Only the remaining candidates go to the model.
+   :func:`unmask.context.nes.replay`), and at the calls of a function whose parameters
+   changed the arguments are rewritten for them (``signature_rule``,
+   :mod:`unmask.context.signature`). Only the remaining candidates go to the model.
 
 Used by ``unmask nes`` (batch JSONL) and the language server's next-edit request. It
 knows the engine's and the context layer's public APIs and LSP position encoding; no
@@ -40,6 +42,8 @@ DEFAULT_RENAME_RULE = True
 # A change that carries over to sibling lines of the edited line's shape is replayed there by
 # rule (measured on shared/eval/nes: BENCHMARKS.md, "Next-edit prediction").
 DEFAULT_REPLAY_RULE = True
+# Call sites of a function whose parameters changed get their arguments rewritten by rule.
+DEFAULT_SIGNATURE_RULE = True
 
 
 @dataclass
@@ -150,12 +154,14 @@ def syntax_gate_edits(text: str, edits: list[dict], considered: list[dict], lang
     return [e for j, e in enumerate(edits) if j not in vetoed]
 
 
-def rule_for(c: Candidate, rename_rule: bool, replay_rule: bool) -> str | None:
-    """Which rule decides candidate ``c`` without the model: "rename", "replay" or None."""
+def rule_for(c: Candidate, rename_rule: bool, replay_rule: bool, signature_rule: bool) -> str | None:
+    """Which rule decides candidate ``c`` without the model: "rename", "replay", "signature" or None."""
     if rename_rule and c.kind == "rename":
         return "rename"
     if replay_rule and c.kind == "shape" and c.hint:
         return "replay"
+    if signature_rule and c.kind == "call" and c.hint:
+        return "signature"
     return None
 
 
@@ -172,6 +178,7 @@ def predict(
     max_candidates: int = 10,
     rename_rule: bool = DEFAULT_RENAME_RULE,
     replay_rule: bool = DEFAULT_REPLAY_RULE,
+    signature_rule: bool = DEFAULT_SIGNATURE_RULE,
     syntax_gate: bool = True,
 ) -> NesResult:
     """Follow-up edits for ``text`` after the edit ``history`` (a unified diff), cursor in LSP terms.
@@ -180,6 +187,8 @@ def predict(
     diff says what it became).
     replay_rule: at a line of the edited line's shape where the edit's change carries over
     (:func:`unmask.context.nes.replay`), propose that line without asking the model.
+    signature_rule: at a call of a function whose parameters the edit changed, propose the
+    arguments rewritten for the new parameters (:mod:`unmask.context.signature`).
     The model decides every other candidate, in one batch; when the rules decide all of
     them, the model is not called.
     syntax_gate: drop a proposal that makes the file fail to parse where it parsed
@@ -190,7 +199,7 @@ def predict(
     cands = candidates(text, off, history, language=language, max_candidates=max_candidates)  # by position
     if not cands:
         return NesResult([], (time.perf_counter() - t0) * 1000)
-    rules = [rule_for(c, rename_rule, replay_rule) for c in cands]
+    rules = [rule_for(c, rename_rule, replay_rule, signature_rule) for c in cands]
     asked = [c for c, r in zip(cands, rules) if r is None]
     texts: dict[int, str] = {}
     confs: dict[int, float] = {}
@@ -301,6 +310,12 @@ def cli(argv: list[str] | None = None) -> int:
         default=DEFAULT_REPLAY_RULE,
         help="make the edit's change on sibling lines of the same shape without the model",
     )
+    ap.add_argument(
+        "--signature-rule",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_SIGNATURE_RULE,
+        help="rewrite the arguments at the call sites of a changed signature without the model",
+    )
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
@@ -346,6 +361,7 @@ def cli(argv: list[str] | None = None) -> int:
             min_confidence=args.min_confidence,
             rename_rule=args.rename_rule,
             replay_rule=args.replay_rule,
+            signature_rule=args.signature_rule,
         )
         out.write(json.dumps({"id": rec.get("id"), "edits": res.edits, "ms": round(res.ms, 2)}) + "\n")
         out.flush()

@@ -11,8 +11,9 @@ One :meth:`NextEditor.suggest` call is one ``textDocument/copilotInlineEdit`` re
    without a model call;
 4. otherwise :func:`~unmask.lsp.nes.predict` runs on the model thread
    (:class:`~unmask.lsp.worker.Call`) under ``nextEdit.budgetMs`` from the request's arrival,
-   gated on ``nextEdit.minConfidence`` (renamed words and changes that carry over to sibling
-   lines follow by rule unless ``nextEdit.renameRule`` / ``nextEdit.replayRule`` is off);
+   gated on ``nextEdit.minConfidence`` (renamed words, changes that carry over to sibling
+   lines and call sites of a changed signature follow by rule unless ``nextEdit.renameRule`` /
+   ``replayRule`` / ``signatureRule`` is off);
 5. an answer is never given for an older document version: a ``didChange`` meanwhile cancels
    the work and the request ends :class:`~unmask.lsp.completer.Stale`.
 
@@ -165,6 +166,7 @@ class NextEditor:
                 min_confidence=s.next_edit_min_confidence,
                 rename_rule=s.next_edit_rename_rule,
                 replay_rule=s.next_edit_replay_rule,
+                signature_rule=s.next_edit_signature_rule,
             )
 
         job = Call(run, label=f"next edit {req.uri} v{req.version} request {req.request_id}")

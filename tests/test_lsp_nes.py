@@ -402,5 +402,5 @@ def test_next_edit_settings_flat_nested_and_invalid():
     assert config.DEFAULTS.next_edit_min_confidence == DEFAULT_MIN_CONFIDENCE  # the gate bench/nes_dev.py picked
     assert config.DEFAULTS.next_edit_rename_rule == DEFAULT_RENAME_RULE
     assert config.DEFAULTS.next_edit_replay_rule == DEFAULT_REPLAY_RULE
-    s, problems, _ = config.merge(s, {"nextEdit": {"replayRule": False}})
-    assert s.next_edit_replay_rule is False and not problems
+    s, problems, _ = config.merge(s, {"nextEdit": {"replayRule": False, "signatureRule": False}})
+    assert s.next_edit_replay_rule is False and s.next_edit_signature_rule is False and not problems

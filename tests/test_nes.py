@@ -310,3 +310,70 @@ def test_candidates_never_overlap_when_a_renamed_word_is_inside_a_changed_call()
     diff = "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n-def f(data, n):\n+def f(payload, n):\n     return data\n"
     cands = candidates(cur, len("def f(payload, n):"), diff)
     assert cands and all(a.end <= b.start for a, b in zip(cands, cands[1:]))  # edits must apply one by one
+
+
+LOADER = """def load(path, mode="r"):
+    return open(path, mode)
+
+
+def main(xs):
+    a = load("a.txt")
+    b = load("b.txt", "w")
+    c = load(path="c.txt", mode="rb")
+    d = load(*xs)
+    e = other.load("e.txt", "w")
+"""
+
+
+@pytest.mark.parametrize(
+    "header, calls",
+    [
+        ('def load(path, mode="r", encoding="utf-8"):', []),  # a new default: no call changes
+        (
+            'def load(path, encoding, mode="r"):',  # a new required parameter: named at every call
+            [
+                ('"a.txt"', '"a.txt", encoding'),
+                ('"b.txt", "w"', '"b.txt", encoding, "w"'),
+                ('path="c.txt", mode="rb"', 'path="c.txt", encoding=encoding, mode="rb"'),
+            ],
+        ),
+        ("def load(path):", [('"b.txt", "w"', '"b.txt"'), ('path="c.txt", mode="rb"', 'path="c.txt"')]),
+        ('def load(filename, mode="r"):', [('path="c.txt", mode="rb"', 'filename="c.txt", mode="rb"')]),
+        ('def load(path, *, mode="r"):', [('"b.txt", "w"', '"b.txt", mode="w"')]),
+    ],
+)
+def test_a_changed_signature_rewrites_the_arguments_of_its_calls(header, calls):
+    from unmask.context.signature import call_site_edits, signature_change
+
+    cur = LOADER.replace('def load(path, mode="r"):', header)
+    change = signature_change('def load(path, mode="r"):', header)
+    # *xs cannot be bound, other.load is another function: both left alone
+    assert [(cur[a:b], new) for a, b, new in call_site_edits(cur, change)] == calls
+
+
+def test_a_method_signature_changes_its_calls_through_self_only():
+    from unmask.context.signature import call_site_edits, signature_change
+
+    src = "class A:\n    def step(self, n):\n        pass\n\n    def run(self):\n"
+    src += "        self.step(1)\n        x.step(2)\n"
+    cur = src.replace("def step(self, n):", "def step(self, n, dt):")
+    change = signature_change("    def step(self, n):", "    def step(self, n, dt):")
+    assert [(cur[a:b], new) for a, b, new in call_site_edits(cur, change)] == [("1", "1, dt")]
+    assert signature_change("def f(a):", "def g(a):") is None  # a renamed function is a rename
+    assert signature_change("def f(a):", "x = 1") is None
+
+
+def test_call_sites_of_a_changed_signature_are_proposed_without_the_model(engine):
+    from unmask.lsp.nes import predict
+
+    header = 'def load(path, mode="r", *, strict):'
+    cur = LOADER.replace('def load(path, mode="r"):', header)
+    diff = (
+        "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n"
+        f'-def load(path, mode="r"):\n+{header}\n     return open(path, mode)\n'
+    )
+    res = predict(engine, cur, (0, len(header)), diff, budget_ms=None, min_confidence=1.01)
+    assert [c["rule"] for c in res.considered if c["kind"] == "call"] == ["signature"] * 3
+    assert apply_edits(cur, res.edits) == cur.replace('.txt")', '.txt", strict=strict)').replace(
+        '"w")\n    c', '"w", strict=strict)\n    c'
+    ).replace('mode="rb")', 'mode="rb", strict=strict)')
