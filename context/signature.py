@@ -14,6 +14,7 @@ to the old parameters as Python would bind them, then is written again for the n
   new parameter with a default needs nothing;
 * an argument keeps its form (positional stays positional while the order allows).
 
+A call that already passes the new parameters is not rewritten again (:func:`updated`).
 Only calls that surely mean this function: a plain function's bare calls ``load(...)``; a
 method's (first parameter ``self``/``cls``) calls through ``self.``/``cls.``. Calls with
 ``*args``/``**kwargs``, or whose arguments do not bind to the old parameters, are left alone,
@@ -83,6 +84,42 @@ def signature_change(removed: str, added: str) -> SignatureChange | None:
         if len(diff) == 1:
             renamed = dict(diff)
     return SignatureChange(old, new, renamed)
+
+
+def binds(sig: Signature, args: list[tuple[str, str | None]], bound: bool) -> bool:
+    """``args`` are a valid call of ``sig``: every required parameter gets one value, none is left over."""
+    slots = sig.positional[1 if bound else 0 :]
+    got: set[str] = set()
+    for i, _ in enumerate(a for a in args if a[1] is None):
+        if i >= len(slots):
+            if not sig.varargs:
+                return False
+        else:
+            got.add(slots[i])
+    for _, key in args:
+        if key is None:
+            continue
+        if key in got or not (key in slots or key in sig.keyword_only or sig.varkw):
+            return False
+        got.add(key)
+    return sig.required - set(sig.positional[:1] if bound else ()) <= got  # (self is passed by the call)
+
+
+def updated(change: SignatureChange, args: list[tuple[str, str | None]], bound: bool) -> bool:
+    """The call already passes what the new signature added: each new required parameter by keyword
+    or, at its place, by its own name (what :func:`rewrite_arguments` writes), and it fits the new
+    signature. Such a call is not rewritten again (the rule stays idempotent when the edit history
+    still shows the header change after its call-site edits were accepted)."""
+    old, new = change.old, change.new
+    known = set(old.positional) | set(old.keyword_only) | set(change.renamed.values())
+    added = [p for p in (*new.positional, *new.keyword_only) if p in new.required and p not in known]
+    if not added or not binds(new, args, bound):
+        return False
+    slots = new.positional[1 if bound else 0 :]
+    positional = [v for v, k in args if k is None]
+    keywords = {k for _, k in args if k is not None}
+    return all(p in keywords or (p in slots and slots.index(p) < len(positional) and positional[slots.index(p)] == p)
+               for p in added)  # fmt: skip
 
 
 def rewrite_arguments(change: SignatureChange, args: list[tuple[str, str | None]], bound: bool) -> str | None:
@@ -187,6 +224,8 @@ def call_site_edits(text: str, change: SignatureChange) -> list[tuple[int, int, 
             else:
                 args.append((node_text(ch), None))
         else:
+            if updated(change, args, bound=method):
+                continue
             new = rewrite_arguments(change, args, bound=method)
             if new is not None and new != ", ".join(v if k is None else f"{k}={v}" for v, k in args):
                 out.append((a, b, new))

@@ -331,6 +331,30 @@ async def test_an_added_argument_is_carried_to_the_sibling_calls(client: Languag
     assert answers[-1]["edits"] == []  # then silence
 
 
+LOADER = """def load(path, mode="r"):
+    return open(path, mode)
+
+
+def main():
+    a = load("a.txt")
+    b = load("b.txt", "w")
+    return a, b
+"""
+
+
+@ASYNC
+async def test_a_new_parameter_is_passed_at_the_calls(client: LanguageClient):
+    """Type a new required parameter into a ``def`` header, accept what the server proposes: every
+    call passes it (the signature rule, under the default settings)."""
+    await configure(client, **{"nextEdit.minConfidence": config.DEFAULTS.next_edit_min_confidence})
+    buf = Buffer(client, LOADER)
+    cursor = buf.type(0, len("def load(path"), ", encoding")
+    answers = await follow_up(client, buf, cursor)
+    want = LOADER.replace("load(path,", "load(path, encoding,").replace('.txt"', '.txt", encoding')
+    assert buf.text == want, answers
+    assert answers[-1]["edits"] == []
+
+
 @ASYNC
 @pytest.mark.xfail(
     strict=True,
