@@ -6,7 +6,8 @@
 Scores (see ../shared/eval/nes/README.md): whole-file exact match after applying the
 predicted edits, per-hunk precision and recall (line diff current->target vs
 current->prediction; a predicted hunk counts when the same lines are replaced by the
-same new lines), how often any edit was proposed, latency p50/p95.
+same new lines), how often any edit was proposed, latency p50/p95, and per source of the
+edits (each rule, the model) its hunks scored alone and how many no-op cases it spoke in.
 
 No-op set (the right answer is silence): for each example, the commit's *last* hunk is
 taken as the edit just made and the finished file (``target``) as ``current`` — the
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     # less nes.syntax_veto's, so both rows of the report come from one run
     gated_ms: list[float] = []
 
-    def answer(case: dict) -> tuple[list[dict], list[dict], float]:
+    def answer(case: dict) -> tuple[list[dict], list[dict], float, list[str]]:
+        """Edits ungated and gated, ms, and who made each gated edit (a rule's name or "model")."""
         t0 = time.perf_counter()
         cur = (case["cursor"]["line"], case["cursor"]["character"])
         res = nes.predict(eng, case["current"], cur, case["history"], syntax_gate=False, **kw)
@@ -133,15 +135,30 @@ def main(argv: list[str] | None = None) -> None:
         t1 = time.perf_counter()
         gated = nes.syntax_gate_edits(case["current"], res.edits, res.considered, "python")
         gated_ms.append(ms + (time.perf_counter() - t1) * 1000)
-        return res.edits, gated, ms
+        sources = [c["rule"] or "model" for c in res.considered if c["shown"]]
+        return res.edits, gated, ms, sources
+
+    by_source: dict[str, dict[str, int]] = {}  # gated edits, scored one source at a time
+
+    def tally_sources(ex: dict, gold_h: set, gated: list[dict], sources: list[str], noop: bool) -> None:
+        for src in sorted(set(sources)):
+            mine = [e for e, s in zip(gated, sources) if s == src]
+            t = by_source.setdefault(src, {"hunks": 0, "correct": 0, "noop_cases_spoken": 0})
+            if noop:
+                t["noop_cases_spoken"] += 1
+                continue
+            pred_h = hunks(ex["current"], nes.apply_edits(ex["current"], mine))
+            t["hunks"] += len(pred_h)
+            t["correct"] += len(gold_h & pred_h)
 
     tallies = {v: {"exact": 0, "made": 0, "tp": 0, "n_pred": 0} for v in ("off", "on")}
     out, ms, n_gold = [], [], 0
     for ex in rows:
-        plain, gated, t = answer(ex)
+        plain, gated, t, sources = answer(ex)
         ms.append(t)
         gold_h = hunks(ex["current"], ex["target"])
         n_gold += len(gold_h)
+        tally_sources(ex, gold_h, gated, sources, noop=False)
         for v, edits in (("off", plain), ("on", gated)):
             pred = nes.apply_edits(ex["current"], edits)
             pred_h = hunks(ex["current"], pred) if edits else set()
@@ -156,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     nms: list[float] = []
     if not args.no_noop:
         for ex in rows:
-            plain, gated, t = answer(noop_case(ex))
+            plain, gated, t, sources = answer(noop_case(ex))
+            tally_sources(ex, set(), gated, sources, noop=True)
             nms.append(t)
             noop_silent["off"] += not plain
             noop_silent["on"] += not gated
@@ -190,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
         return r
 
     report = report_for("on")
+    report["by_source"] = {  # who made the (gated) edits: each source's hunks scored alone
+        k: {**v, "precision": round(v["correct"] / max(1, v["hunks"]), 3)} for k, v in sorted(by_source.items())
+    }
     report_off = report_for("off")
     print(json.dumps({"syntax gate off": report_off}, indent=1))
     print(json.dumps(report, indent=1))

@@ -2,8 +2,11 @@
 
 From the edit (a unified diff of the recent change) and the file as it is now:
 
-* ``rename``: a word the edit replaced by another (``old`` -> ``new``): every other use of
-  ``old`` in the file is a candidate; the hole covers that word only.
+* ``rename``: a word the edit replaced by another (``old`` -> ``new``) on a line that
+  defines ``old`` (:func:`binding`: a def/class name, parameter, import, assignment target):
+  every other use of ``old`` is a candidate (:func:`rename_sites`: identifiers, not words in
+  strings or comments; a local's or parameter's only in its function, and a parameter's
+  ``old=`` keywords at the function's calls); the hole covers that word only.
 * ``call``: the edit changed the parameters of ``def name(...)``: the argument list of
   every call of ``name`` (found in the tree-sitter syntax tree) is a candidate. When the
   header parses on both sides (:mod:`unmask.context.signature`), only the calls whose
@@ -53,12 +56,16 @@ class Candidate:
 class EditSummary:
     removed: list[str]
     added: list[str]
-    renames: list[tuple[str, str]]  # (old word, new word)
+    renames: list[tuple[str, str, str]]  # (old word, new word, how the line defined it: :func:`binding`)
     changed_defs: list[str]  # functions whose parameter list changed
 
 
 def summarize(diff: str) -> EditSummary:
-    """The removed/added lines of a unified diff and the word substitutions between them."""
+    """The removed/added lines of a unified diff, the renames among them, the changed ``def`` headers.
+
+    A rename is a word replaced by one word, within a line that otherwise stays (see
+    :func:`_line_pairs`), where the line defines the word (:func:`binding`).
+    """
     removed, added = [], []
     for line in diff.splitlines():
         if line.startswith(("---", "+++", "@@")):
@@ -67,23 +74,20 @@ def summarize(diff: str) -> EditSummary:
             removed.append(line[1:])
         elif line.startswith("+"):
             added.append(line[1:])
-    a = _WORDS.findall("\n".join(removed))
-    b = _WORDS.findall("\n".join(added))
-    renames: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op != "replace":
-            continue
-        olds = [t for t in a[i1:i2] if IDENT.fullmatch(t) and t not in _KEYWORDS]
-        news = [t for t in b[j1:j2] if IDENT.fullmatch(t) and t not in _KEYWORDS]
-        if len(olds) == len(news):
-            pairs = zip(olds, news)
-        elif len(olds) == 1 and news:  # foo -> foo.bar / self.foo: the word itself
-            pairs = zip(olds, [news[0]])
-        else:
-            pairs = iter(())
-        for o, n in pairs:
-            if o != n and (o, n) not in renames:
-                renames.append((o, n))
+    renames: list[tuple[str, str, str]] = []
+    for r, ad in _line_pairs(removed, added, headers=True):  # a word changed within a line that stays
+        a, b = _WORDS.findall(r), _WORDS.findall(ad)
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+            if op != "replace":
+                continue
+            olds = [t for t in a[i1:i2] if IDENT.fullmatch(t) and t not in _KEYWORDS]
+            news = [t for t in b[j1:j2] if IDENT.fullmatch(t) and t not in _KEYWORDS]
+            if len(olds) != len(news):
+                continue  # not word for word (``output`` -> ``runner, output_bytes``): no rename
+            for o, n in zip(olds, news):
+                kind = binding(o, r)
+                if o != n and kind and all(x[0] != o for x in renames):
+                    renames.append((o, n, kind))
     defs = []
     for old in removed:
         m = re.match(r"\s*(?:async\s+)?def\s+(\w+)\s*\(", old)
@@ -94,6 +98,102 @@ def summarize(diff: str) -> EditSummary:
         if m and removed and m.group(1) not in defs:
             defs.append(m.group(1))
     return EditSummary(removed, added, renames, defs)
+
+
+def _top_level_assign(line: str) -> int:
+    """Index of the line's assignment ``=`` (also ``+=`` etc., not ``==``/``<=``/``=>``) outside brackets, or -1."""
+    depth, quote = 0, ""
+    for i, ch in enumerate(line):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "#":
+            return -1
+        elif ch == "=" and depth == 0:
+            nxt, prev = line[i + 1 : i + 2], line[i - 1 : i]
+            if nxt != "=" and prev not in ("=", "!", "<", ">"):
+                return i
+    return -1
+
+
+def binding(word: str, line: str) -> str | None:
+    """How ``line`` defines ``word``, or None where it does not (Python syntax; a heuristic on one line).
+
+    "definition" (``def``/``class``), "parameter", "import", "local" (an assignment, loop or
+    ``as`` target) or "attribute" (``self.word = ...``). What a rename starts from: changing a
+    name where it is defined renames it, and its other uses follow; changing it where it is
+    used (``foo()`` -> ``bar()``) uses something else, and the other uses of ``foo`` stay.
+    """
+    w = re.escape(word)
+    s = line.strip()
+    if re.match(rf"(?:async\s+)?(?:def|class)\s+{w}\b", s):
+        return "definition"
+    m = re.match(r"(?:async\s+)?def\s+\w+\s*\((.*)", s)
+    if m:  # a parameter: the word before ``:``/``=``/``,``/``)`` at the top level of the list
+        return "parameter" if re.search(rf"(?:^|[(,*]\s*){w}\s*(?:[:=,)]|$)", m.group(1)) else None
+    if re.match(rf"(?:from\s+\S+\s+)?import\s+.*(?<![\w.]){w}\b", s):
+        return "import"
+    if re.match(rf"for\s+[^:]*?(?<![\w.]){w}\b[^:]*?\bin\b", s) or re.search(rf"\bas\s+{w}\b", s):
+        return "local"
+    eq = _top_level_assign(s)
+    if eq > 0 and re.search(rf"\.\s*{w}\b", s[:eq]):
+        return "attribute"
+    if eq > 0 and re.search(rf"(?<![\w.]){w}\b", s[:eq]):
+        return "local"
+    return None
+
+
+def rename_sites(text: str, old: str, kind: str, cursor_offset: int) -> list[tuple[int, int]] | None:
+    """Where the other uses of a renamed name are (character ranges); None without a Python tree.
+
+    Identifiers only, so words in strings and comments stay. A parameter's or a local's
+    uses are those in the innermost function around the cursor (another function's ``old`` is
+    another variable), plus, for a parameter, its ``old=`` keywords in calls of that function.
+    """
+    from .document import ParsedDocument
+
+    tree = ParsedDocument(text, language="python").tree
+    if tree is None:
+        return None
+    src = text.encode("utf-8")
+    at = len(text[:cursor_offset].encode("utf-8"))
+    scope = None
+    if kind in ("parameter", "local"):
+        node = tree.root_node.descendant_for_byte_range(max(0, at - 1), max(0, at - 1))
+        while node is not None and node.type != "function_definition":
+            node = node.parent
+        scope = node  # None at module level: the whole file
+    fname = scope.child_by_field_name("name") if scope is not None and kind == "parameter" else None
+    fname_text = src[fname.start_byte : fname.end_byte].decode() if fname is not None else None
+    word = old.encode("utf-8")
+    out = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == "identifier":
+            if src[node.start_byte : node.end_byte] != word:
+                continue
+            inside = scope is None or scope.start_byte <= node.start_byte < scope.end_byte
+            if not inside and fname_text and node.parent is not None and node.parent.type == "keyword_argument":
+                call = node.parent.parent.parent if node.parent.parent is not None else None
+                fn = call.child_by_field_name("function") if call is not None and call.type == "call" else None
+                callee = src[fn.start_byte : fn.end_byte].decode("utf-8", "replace") if fn is not None else ""
+                inside = callee.rsplit(".", 1)[-1] == fname_text and node.parent.child_by_field_name("name") == node
+            if inside:
+                out.append(
+                    (
+                        len(src[: node.start_byte].decode("utf-8", "replace")),
+                        len(src[: node.end_byte].decode("utf-8", "replace")),
+                    )
+                )
+            continue
+        stack.extend(node.children)
+    return sorted(out)
 
 
 _RTOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\"[^\"\n]*\"|'[^'\n]*'|\s+|\S")  # _TOKEN plus whitespace runs
@@ -140,12 +240,13 @@ def replay(removed: str, added: str, line: str) -> str | None:
 _DEF = re.compile(r"\s*(?:async\s+)?(?:def|class)\s")
 
 
-def _line_pairs(removed: list[str], added: list[str]) -> list[tuple[str, str]]:
-    """(before, after) line pairs of an edit whose change may carry over to other lines.
+def _line_pairs(removed: list[str], added: list[str], headers: bool = False) -> list[tuple[str, str]]:
+    """(before, after) line pairs of an edit: changed lines.
 
     From its replaced blocks of equal length, line by line, where the two lines are mostly
-    the same (a changed line, not one line swapped for another). A ``def`` or ``class`` header
-    is left out: its change belongs to that definition (its call sites are ``call`` candidates).
+    the same (a changed line, not one line swapped for another). Unless ``headers``, a ``def``
+    or ``class`` header is left out: a change to it belongs to that definition and does not
+    carry over to other lines (its call sites are ``call`` candidates).
     """
     pairs = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=removed, b=added, autojunk=False).get_opcodes():
@@ -153,7 +254,7 @@ def _line_pairs(removed: list[str], added: list[str]) -> list[tuple[str, str]]:
             continue
         for r, a in zip(removed[i1:i2], added[j1:j2]):
             r, a = r.rstrip("\r"), a.rstrip("\r")
-            if r.strip() and not _DEF.match(r) and difflib.SequenceMatcher(a=r, b=a).ratio() >= 0.5:
+            if r.strip() and (headers or not _DEF.match(r)) and difflib.SequenceMatcher(a=r, b=a).ratio() >= 0.5:
                 pairs.append((r, a))
     return pairs
 
@@ -243,11 +344,14 @@ def candidates(
             shaped[i] = hint.strip()
 
     found: dict[tuple[int, int], Candidate] = {}
-    for old, new in ed.renames:
-        for m in re.finditer(rf"(?<![A-Za-z0-9_]){re.escape(old)}(?![A-Za-z0-9_])", text):
-            i = line_of(m.start())
+    for old, new, kind in ed.renames:
+        sites = rename_sites(text, old, kind, cursor_offset) if language == "python" else None
+        if sites is None:
+            sites = [m.span() for m in re.finditer(rf"(?<![A-Za-z0-9_]){re.escape(old)}(?![A-Za-z0-9_])", text)]
+        for a, b in sites:
+            i = line_of(a)
             if i not in seed and not shaped.get(i):  # a replayed line says the whole change
-                found.setdefault((m.start(), m.end()), Candidate(m.start(), m.end(), "rename", new))
+                found.setdefault((a, b), Candidate(a, b, "rename", new))
     # a changed signature whose headers parse: its call sites are rewritten by rule; the others ask the model
     changes = [c for r in ed.removed for a in ed.added if (c := signature_change(r, a))] if language == "python" else []
     for change in changes:

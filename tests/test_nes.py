@@ -39,7 +39,7 @@ RENAME_DIFF = """--- a/x.py
 
 def test_summarize_finds_the_renamed_word_and_changed_signature():
     ed = summarize(RENAME_DIFF)
-    assert ed.renames == [("data", "text")]
+    assert ed.renames == [("data", "text", "local")]
     sig = summarize("@@ -1 +1 @@\n-def load(path, mode):\n+def load(path, mode, encoding):\n")
     assert sig.changed_defs == ["load"]
 
@@ -93,7 +93,7 @@ def test_synthesized_rename_examples_propagate_the_new_name():
             changed = set(summarize(f"{old_line}\n{new_line}\n").renames)
             if changed:
                 seen_rename += 1
-                old, new = next(iter(changed))
+                old, new, _ = next(iter(changed))
                 assert any(h.target == new for h in holes)  # at least one use becomes the new name
     assert seen_rename >= 10
 
@@ -179,7 +179,7 @@ def test_history_diff_reads_a_burst_of_keystrokes_as_one_edit():
         t += 0.2
     diff = history_diff(text, records, "x.py")
     assert '-    data = load("a.txt", "r")\n+    text = load("a.txt", "r")\n' in diff
-    assert summarize(diff).renames == [("data", "text")]
+    assert summarize(diff).renames == [("data", "text", "local")]
     # a later, separate edit (after a pause) is the history on its own
     at2 = text.index("import os") + len("import os")
     records.append(Edit(1, (0, 0), (0, 0), at2, "", ", sys", time=t + 10))
@@ -381,3 +381,37 @@ def test_call_sites_of_a_changed_signature_are_proposed_without_the_model(engine
     assert apply_edits(cur, res.edits) == cur.replace('.txt")', '.txt", strict=strict)').replace(
         '"w")\n    c', '"w", strict=strict)\n    c'
     ).replace('mode="rb")', 'mode="rb", strict=strict)')
+
+
+def test_a_rename_starts_where_the_name_is_defined_and_reaches_its_uses_in_code_only():
+    from unmask.context.nes import binding
+
+    assert [binding("total", "    total += v"), binding("x", "self.x = x"), binding("os", "import os")] == [
+        "local",
+        "attribute",
+        "import",
+    ]
+    assert binding("foo", "    y = foo()") is None and binding("a", "if a == b:") is None
+    src = (
+        "def total(xs):\n"
+        "    data = list(xs)  # the data\n"
+        "    return sum(data), f'{data}', 'data'\n"
+        "\n\n"
+        "def other(data):\n"
+        "    return data\n"
+        "\n\n"
+        "print(total(xs=[1]))\n"
+    )
+
+    def renamed(old_line: str, new_line: str) -> list[str]:
+        cur = src.replace(old_line, new_line, 1)
+        diff = f"--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n-{old_line}\n+{new_line}\n"
+        at = cur.index(new_line) + len(new_line)
+        return [f"{cur.count(chr(10), 0, c.start)}:{c.hint}" for c in candidates(cur, at, diff) if c.kind == "rename"]
+
+    # a local: its uses in code in its function (f-string code too); not the comment, the string, other()'s data
+    assert renamed("    data = list(xs)  # the data", "    items = list(xs)  # the data") == ["2:items", "2:items"]
+    # a parameter: its uses in the function and its keyword at the calls
+    assert renamed("def total(xs):", "def total(values):") == ["1:values", "9:values"]
+    # a word changed where it is used is not a rename: other uses stay
+    assert renamed("    return data", "    return data2") == []
