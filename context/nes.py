@@ -11,10 +11,10 @@ From the edit (a unified diff of the recent change) and the file as it is now:
   every call of ``name`` (found in the tree-sitter syntax tree) is a candidate. When the
   header parses on both sides (:mod:`unmask.context.signature`), only the calls whose
   arguments must change, each with its new argument list as ``hint``.
-* ``shape``: lines with the same token shape as the edited line before the edit (names and
-  literals abstracted): sibling lines of a repeated pattern; the whole line is a hole. When
-  the edit's change can be made to that line as well (:func:`replay`), the candidate's
-  ``hint`` is the line with it made.
+* ``shape``: lines with the same token shape as the edited line before the edit (names
+  abstracted): sibling lines of a repeated pattern; the whole line is a hole. When the
+  edit's change can be made to a line of that shape, names and literals abstracted, as well
+  (:func:`replay`), the candidate's ``hint`` is the line with it made.
 * ``near``: the line below the edit (the most common place of a follow-up).
 
 Candidates are ranked (rename/call first, then by distance from the cursor) and capped;
