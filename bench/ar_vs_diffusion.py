@@ -11,7 +11,9 @@ One process, one machine: every task is completed by every configuration, in a s
 order per task, so machine noise hits all of them alike. Configurations: the denoiser at
 fixed step caps (1, 2, 4, 8, 16, 32; a fixed schedule commits ~bucket/steps slots per step),
 with the product's confidence threshold (0.9, cap 32, no deadline) and with the product's
-250 ms deadline on top; the AR model greedy. ``--extra-model DIR`` adds a second denoiser
+250 ms deadline on top; the AR model greedy. ``--backend torch --device cuda`` runs both
+models' float32 weights in PyTorch on a GPU (the same comparison there; the AR model's
+``weights.npz`` comes with its export). ``--extra-model DIR`` adds a second denoiser
 (named by its training tokens, e.g. ``diffusion@31.7M``) at 2 and 8 steps and the product
 threshold, so that the equal-token comparison (``--model``: the denoiser at the AR model's
 token count) and the shipped model can be read from one run. Both decode in line mode (the completion ends
@@ -48,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from unmask.engine import evaluate as ev
-from unmask.engine.ar import ArEngine
+from unmask.engine.ar import ArEngine, TorchArEngine
 from unmask.engine.infill import LINE_BUCKET, Engine
 from unmask.engine.runtime import ModelError
 
@@ -337,7 +339,8 @@ def markdown(res: dict) -> str:
     if ar:
         lines += [
             "",
-            f"Machine: {res['machine']}; threads {res['threads'] or 'runtime default'}; {res['n_tasks']} tasks; "
+            f"Machine: {res['machine']}; {res.get('backend', 'onnx')} on {res.get('device', 'cpu')}, "
+            f"threads {res['threads'] or 'runtime default'}; {res['n_tasks']} tasks; "
             f"load average (1/5/15 min) {res.get('loadavg_start')} at the start, {res.get('loadavg_end_of_timing')} "
             f"at the end of timing; {res.get('seconds_completions', 0):.0f} s of completions, "
             f"{res.get('seconds_tests', 0):.0f} s of tests",
@@ -481,6 +484,15 @@ def plot(res: dict, records: list[dict], out: Path) -> list[Path]:
     return files
 
 
+def gpu_name(args) -> str:
+    """ ", <GPU name>" when the models run on CUDA, else ""."""
+    if args.backend != "torch" or args.device == "cpu":
+        return ""
+    import torch
+
+    return f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+
+
 def run_tests(records: list[dict], tasks: dict[str, dict], workers: int) -> None:
     """pass@1 for every record; each distinct (task, completion) runs once."""
     todo = sorted({(r["task_id"], r["completion"]) for r in records})
@@ -504,7 +516,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", help="humaneval-infilling directory (default: ../shared/eval/humaneval-infilling)")
     ap.add_argument("--limit", type=int, default=0, help="an even spread of N tasks (0: all 1033)")
     ap.add_argument("--configs", help="comma-separated subset of configuration names")
-    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads, both models (0: default)")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads, both models (0: the runtime's default)")
+    ap.add_argument(
+        "--backend",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="onnx: the int8 ONNX graphs (the product's runtime); torch: the float32 weights in PyTorch (GPU runs)",
+    )
+    ap.add_argument("--device", default="cpu", help="with --backend torch: cpu, cuda or auto")
     ap.add_argument("--test-workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="order of configurations per task")
     ap.add_argument("--json", default="runs/bench/ar_vs_diffusion.json", help="records + summary")
@@ -534,9 +553,11 @@ def main(argv: list[str] | None = None) -> None:
     for key, path in (("main", args.model), ("extra", args.extra_model)):
         if key == "extra" and not path:
             continue
-        backend = {"type": "onnx", **({"path": path} if path else {})}
+        backend = {"type": args.backend, **({"path": path} if path else {})}
         if args.threads:
             backend["threads"] = args.threads
+        if args.backend == "torch":
+            backend["device"] = args.device
         e = Engine(backend, cache_size=0)  # every completion encodes its context, as AR prefills its prompt
         e.backend = Timed(e.backend)
         engines[key] = (e, e.backend)
@@ -548,7 +569,10 @@ def main(argv: list[str] | None = None) -> None:
     ar = None
     if any(c["kind"] == "ar" for c in cfgs):
         try:
-            ar = ArEngine(args.ar_model, threads=args.threads)
+            if args.backend == "torch":
+                ar = TorchArEngine(args.ar_model, threads=args.threads, device=args.device)
+            else:
+                ar = ArEngine(args.ar_model, threads=args.threads)
         except ModelError as e:
             sys.exit(
                 f"{e}\nExport the AR baseline first: python -m unmask.engine.ar --run runs/ar --out {args.ar_model}"
@@ -582,11 +606,13 @@ def main(argv: list[str] | None = None) -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     res = {
         "command": "python bench/ar_vs_diffusion.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "machine_short": f"{os.cpu_count()}-core CPU",
+        "machine": f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}" + gpu_name(args),
+        "machine_short": f"{os.cpu_count()}-core CPU" if not gpu_name(args) else gpu_name(args).lstrip(", "),
         "loadavg_start": load_start,  # other jobs on the machine (1/5/15-minute load averages)
         "loadavg_end_of_timing": load_end,
         "threads": args.threads,
+        "backend": args.backend,
+        "device": getattr(engines["main"][0].backend.inner, "device", "cpu"),
         "n_tasks": len(tasks),
         "diffusion_model": {k: eng.meta.get(k) for k in ("name", "n_params", "quantized", "training")},
         "extra_diffusion_model": {k: extra.meta.get(k) for k in ("name", "n_params", "quantized", "training")}

@@ -18,9 +18,10 @@ writes two graphs, weights int8 (dynamic quantization, as :mod:`unmask.engine.ex
 * ``decode.onnx``: one token ``ids, pos (1, 1)`` + ``past_k{i}, past_v{i} (1, H, P, D)`` ->
   ``logits (1, V)`` and ``present_k{i}, present_v{i} (1, H, P + 1, D)``;
 
-plus ``tokenizer.json`` and ``model.json`` (config, special and FIM ids, window, counters).
-:class:`ArEngine` runs them with ONNX Runtime (no torch needed) and reports forward passes
-and timings per completion.
+plus ``weights.npz`` (float16), ``tokenizer.json`` and ``model.json`` (config, special and
+FIM ids, window, counters). :class:`ArEngine` runs the graphs with ONNX Runtime (no torch
+needed) and reports forward passes and timings per completion; :class:`TorchArEngine` does
+the same with the weights in PyTorch (for GPUs).
 
 It knows tokens, the FIM layout and the model window; it knows nothing about LSP, editors
 or the diffusion sampler.
@@ -162,6 +163,9 @@ def export(run: Path, out: Path, quantize: bool = True, window: int = 384) -> di
     run_dir = run if run.is_dir() else run.parent
     model, state = load_run(run)
     export_onnx(model, out, quantize)
+    from .export import save_npz
+
+    save_npz(model, out / "weights.npz")  # float16, for TorchArEngine (GPU benchmarks)
     shutil.copy(run_dir / "tokenizer.json", out / "tokenizer.json")
     tok = Tokenizer.from_file(out / "tokenizer.json")
     meta = {
@@ -205,16 +209,7 @@ class ArEngine:
     def __init__(self, path: str | Path, threads: int = 0, device: str = "cpu"):
         import onnxruntime as ort
 
-        self.info = ModelInfo.load(path)
-        self.meta = self.info.meta
-        if self.meta.get("kind") != "ar-fim":
-            raise ModelError(f"{self.info.path} is not an AR model directory (export it with unmask.engine.ar)")
-        self.tok = Tokenizer.from_file(self.info.file("tokenizer.json"))
-        if self.tok.specials.as_dict() != self.meta["specials"]:
-            raise ModelError(f"tokenizer special ids differ from {self.info.path / 'model.json'}")
-        self.fim = fim_ids(self.tok)
-        self.window = int(self.meta.get("window", 384))
-        self.n_layers = int(self.meta["config"]["n_layers"])
+        self._load_meta(path)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -235,6 +230,19 @@ class ArEngine:
         self._decode = session("decode.onnx")
         self._past = kv_names(self.n_layers, "past")
         self._present = kv_names(self.n_layers, "present")
+
+    def _load_meta(self, path: str | Path) -> None:
+        """model.json, the tokenizer and the FIM ids of an AR model directory."""
+        self.info = ModelInfo.load(path)
+        self.meta = self.info.meta
+        if self.meta.get("kind") != "ar-fim":
+            raise ModelError(f"{self.info.path} is not an AR model directory (export it with unmask.engine.ar)")
+        self.tok = Tokenizer.from_file(self.info.file("tokenizer.json"))
+        if self.tok.specials.as_dict() != self.meta["specials"]:
+            raise ModelError(f"tokenizer special ids differ from {self.info.path / 'model.json'}")
+        self.fim = fim_ids(self.tok)
+        self.window = int(self.meta.get("window", 384))
+        self.n_layers = int(self.meta["config"]["n_layers"])
         sp = self.tok.specials
         self._banned = [sp.pad, sp.mask, sp.file, sp.sep, sp.edit, *self.fim]
 
@@ -322,6 +330,48 @@ class ArEngine:
 
     def warmup(self) -> None:
         self.infill("def f(x):\n    return", "\n", max_new=4)
+
+
+class TorchArEngine(ArEngine):
+    """The same greedy infilling with the AR weights (``weights.npz``) in PyTorch, e.g. on a GPU.
+
+    For the GPU side of the benchmark (``bench/ar_vs_diffusion.py --backend torch --device
+    cuda``): the modules of :func:`_wrappers` in float32, as the diffusion model's torch
+    backend runs (no int8 on either side). Each call ends with the logits copied to the host,
+    which waits for the GPU, so the timings are real.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 0, device: str = "auto"):
+        try:
+            import torch
+        except ImportError as e:
+            raise ModelError("the torch AR engine needs PyTorch: pip install 'unmask[train]'") from e
+        from .export import load_npz
+
+        self._load_meta(path)
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+        f = self.info.file("weights.npz")
+        try:
+            model, _ = load_npz(f)
+        except Exception as e:
+            raise ModelError(f"cannot load {f}: {e}. Re-export the AR model.") from e
+        self._prefill_m, self._decode_m = _wrappers(model.to(self.device).eval())
+
+    def _tensor(self, a) -> Any:
+        return self.torch.as_tensor(np.asarray(a, np.int64)).to(self.device)
+
+    def prefill(self, ids: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+        with self.torch.inference_mode():
+            out = self._prefill_m(self._tensor(ids)[None], self._tensor(pos)[None])
+        return out[0][0].float().cpu().numpy(), list(out[1:])
+
+    def decode(self, token: int, pos: int, past: list[Any]) -> tuple[np.ndarray, list[Any]]:
+        with self.torch.inference_mode():
+            out = self._decode_m(self._tensor([[token]]), self._tensor([[pos]]), *past)
+        return out[0][0].float().cpu().numpy(), list(out[1:])
 
 
 def main(argv: list[str] | None = None) -> None:

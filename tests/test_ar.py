@@ -166,3 +166,25 @@ def test_unmask_bench_runs_both_models_side_by_side(int8_dir, tmp_path):
     assert set(res["compare"]) == {"diffusion 1 steps", "diffusion thr 0.9", "diffusion@99.0M 2 steps"}
     if plots:
         assert {p.name for p in plots.iterdir()} >= {"quality_vs_latency.png", "latency_distribution.png"}
+    # the GPU form of the comparison (both models' weights in PyTorch), here on the CPU
+    args = ["--data", str(tmp_path), "--threads", "1", "--configs", "diffusion 2 steps,AR greedy", "--json", str(out)]
+    main(["bench", "--ar-model", str(int8_dir), "--backend", "torch", "--device", "cpu", *args, "--plots", ""])
+    res = json.loads(out.read_text())
+    assert (res["backend"], res["device"], len(res["records"])) == ("torch", "cpu", 4)
+    assert next(r for r in res["rows"] if r["config"] == "diffusion 2 steps")["passes_mean"] <= 3.0
+
+
+def test_torch_ar_engine_infills_like_the_onnx_graphs(fp32, tmp_path):
+    """TorchArEngine (the GPU benchmark's AR side) on the exported float16 weights: the same greedy tokens."""
+    from unmask.engine.ar import TorchArEngine
+
+    _, onnx_eng = fp32
+    eng = TorchArEngine(onnx_eng.info.path, threads=1, device="cpu")
+    for prefix, suffix in [("def add(a, b):\n    ", "\n"), ("import os\n\nx = ", "\nprint(x)\n")]:
+        a, b = onnx_eng.infill(prefix, suffix, max_new=12), eng.infill(prefix, suffix, max_new=12)
+        assert a.ids == b.ids and a.forward_passes == b.forward_passes
+    with pytest.raises(ModelError, match="weights.npz"):
+        (tmp_path / "no_weights").mkdir()
+        for f in ("model.json", "tokenizer.json"):
+            (tmp_path / "no_weights" / f).write_bytes((onnx_eng.info.path / f).read_bytes())
+        TorchArEngine(tmp_path / "no_weights", device="cpu")
