@@ -143,8 +143,8 @@ def syntax_gate_edits(text: str, edits: list[dict], considered: list[dict], lang
     """``edits`` less the ones :func:`syntax_veto` rejects; their ``considered`` entries are marked.
 
     ``edits[j]`` is the proposal of the j-th shown entry of ``considered`` (as :func:`predict` builds
-    them). Rename-rule edits are never vetoed: they replace a word with a word. Replay-rule
-    edits are checked like the model's.
+    them). Rename-rule edits are never vetoed: they replace a word with a word. Replay- and
+    signature-rule edits are checked like the model's.
     """
     shown = [c for c in considered if c["shown"]]
     checked = [j for j, c in enumerate(shown) if c.get("rule") != "rename"]
