@@ -74,9 +74,13 @@ def parse_header(line: str) -> Signature | None:
 
 
 def signature_change(removed: str, added: str) -> SignatureChange | None:
-    """The change between two headers of one function; None when they are not that or nothing changed."""
+    """The change between two headers of one function; None when they are not that.
+
+    Headers whose parameters are the same (an annotation or a default's value changed) give a
+    change that no call needs to follow.
+    """
     old, new = parse_header(removed), parse_header(added)
-    if old is None or new is None or old.name != new.name or old == new:
+    if old is None or new is None or old.name != new.name:
         return None
     renamed = {}
     if len(old.positional) == len(new.positional):

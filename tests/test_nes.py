@@ -364,6 +364,8 @@ def test_a_method_signature_changes_its_calls_through_self_only():
     change = signature_change("    def step(self, n):", "    def step(self, n, dt):")
     assert [(cur[a:b], new) for a, b, new in call_site_edits(cur, change)] == [("1", "1, dt")]
     assert signature_change("def f(a):", "def g(a):") is None  # a renamed function is a rename
+    typed = signature_change("    def step(self, n):", "    def step(self, n: int):")  # parameters unchanged
+    assert call_site_edits(src.replace("n):", "n: int):"), typed) == []
     assert signature_change("def f(a):", "x = 1") is None
 
 
