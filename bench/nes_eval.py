@@ -78,6 +78,8 @@ def noop_case(ex: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from unmask.lsp import nes
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=0, help="an even spread of N examples (0: all 450)")
     ap.add_argument("--model", default=None)
@@ -85,30 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-confidence", type=float, default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-noop", action="store_true")
-    ap.add_argument(
-        "--rename-rule",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="renamed words: propose the diff's new word without the model (the product default)",
-    )
-    ap.add_argument(
-        "--replay-rule",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="sibling lines of the edited line's shape: make the same change without the model (the product default)",
-    )
-    ap.add_argument(
-        "--signature-rule",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="call sites of a changed signature: rewrite the arguments without the model (the product default)",
-    )
     ap.add_argument("--json", type=Path, default=None, help="write per-example results here")
     ap.add_argument("--write", action="store_true", help="store the numbers in the model's model.json and MODEL.md")
+    nes.add_rule_flags(ap)
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
-    from unmask.lsp import nes
 
     cfg: dict = {"type": "onnx"}
     if args.model:
@@ -117,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg["threads"] = args.threads
     eng = Engine(cfg)
     eng.warmup()
-    kw = {"budget_ms": args.budget_ms or None, "rename_rule": args.rename_rule, "replay_rule": args.replay_rule}
-    kw["signature_rule"] = args.signature_rule
+    kw = {"budget_ms": args.budget_ms or None, **nes.rule_kwargs(args)}
     if args.min_confidence is not None:
         kw["min_confidence"] = args.min_confidence
     rows = load(args.limit)

@@ -285,6 +285,28 @@ def apply_edits(text: str, edits: list[dict]) -> str:
     return text
 
 
+RULES = {  # flag -> (predict's keyword, default, help)
+    "--rename-rule": ("rename_rule", DEFAULT_RENAME_RULE, "renamed words: the diff's new word at their other uses"),
+    "--replay-rule": ("replay_rule", DEFAULT_REPLAY_RULE, "lines of the edited line's shape: the same change"),
+    "--signature-rule": ("signature_rule", DEFAULT_SIGNATURE_RULE, "calls of a changed signature: arguments rewritten"),
+}
+
+
+def add_rule_flags(ap) -> None:
+    """``--[no-]rename-rule``, ``--[no-]replay-rule``, ``--[no-]signature-rule`` (product defaults)."""
+    import argparse
+
+    for flag, (dest, default, what) in RULES.items():
+        ap.add_argument(
+            flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=f"{what}, without the model"
+        )
+
+
+def rule_kwargs(args) -> dict:
+    """predict's rule keywords from arguments parsed with :func:`add_rule_flags`."""
+    return {dest: getattr(args, dest) for dest, _, _ in RULES.values()}
+
+
 def cli(argv: list[str] | None = None) -> int:
     """``unmask nes --jsonl IN --out OUT``: batch next-edit prediction (see the module docstring)."""
     import argparse
@@ -298,24 +320,7 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--budget-ms", type=float, default=250, help="deadline per request (0: none)")
     ap.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
-    ap.add_argument(
-        "--rename-rule",
-        action=argparse.BooleanOptionalAction,
-        default=DEFAULT_RENAME_RULE,
-        help="propose a renamed word's new name at its other uses without the model",
-    )
-    ap.add_argument(
-        "--replay-rule",
-        action=argparse.BooleanOptionalAction,
-        default=DEFAULT_REPLAY_RULE,
-        help="make the edit's change on sibling lines of the same shape without the model",
-    )
-    ap.add_argument(
-        "--signature-rule",
-        action=argparse.BooleanOptionalAction,
-        default=DEFAULT_SIGNATURE_RULE,
-        help="rewrite the arguments at the call sites of a changed signature without the model",
-    )
+    add_rule_flags(ap)
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
@@ -359,9 +364,7 @@ def cli(argv: list[str] | None = None) -> int:
             language=lang,
             budget_ms=args.budget_ms or None,
             min_confidence=args.min_confidence,
-            rename_rule=args.rename_rule,
-            replay_rule=args.replay_rule,
-            signature_rule=args.signature_rule,
+            **rule_kwargs(args),
         )
         out.write(json.dumps({"id": rec.get("id"), "edits": res.edits, "ms": round(res.ms, 2)}) + "\n")
         out.flush()
