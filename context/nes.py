@@ -29,6 +29,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from . import ts
 from .signature import call_site_edits, signature_change
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -148,16 +149,13 @@ def binding(word: str, line: str) -> str | None:
     return None
 
 
-def rename_sites(text: str, old: str, kind: str, cursor_offset: int) -> list[tuple[int, int]] | None:
-    """Where the other uses of a renamed name are (character ranges); None without a Python tree.
+def rename_sites(text: str, tree, old: str, kind: str, cursor_offset: int) -> list[tuple[int, int]] | None:
+    """Where the other uses of a renamed name are (character ranges); None without a Python ``tree`` of ``text``.
 
     Identifiers only, so words in strings and comments stay. A parameter's or a local's
     uses are those in the innermost function around the cursor (another function's ``old`` is
     another variable), plus, for a parameter, its ``old=`` keywords in calls of that function.
     """
-    from .document import ParsedDocument
-
-    tree = ParsedDocument(text, language="python").tree
     if tree is None:
         return None
     src = text.encode("utf-8")
@@ -172,12 +170,8 @@ def rename_sites(text: str, old: str, kind: str, cursor_offset: int) -> list[tup
     fname_text = src[fname.start_byte : fname.end_byte].decode() if fname is not None else None
     word = old.encode("utf-8")
     out = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        if node.type == "identifier":
-            if src[node.start_byte : node.end_byte] != word:
-                continue
+    for node in ts.walk(tree.root_node):
+        if node.type == "identifier" and src[node.start_byte : node.end_byte] == word:
             inside = scope is None or scope.start_byte <= node.start_byte < scope.end_byte
             if not inside and fname_text and node.parent is not None and node.parent.type == "keyword_argument":
                 call = node.parent.parent.parent if node.parent.parent is not None else None
@@ -191,8 +185,6 @@ def rename_sites(text: str, old: str, kind: str, cursor_offset: int) -> list[tup
                         len(src[: node.end_byte].decode("utf-8", "replace")),
                     )
                 )
-            continue
-        stack.extend(node.children)
     return sorted(out)
 
 
@@ -270,21 +262,13 @@ def _shape(line: str, literals: bool = False) -> str:
     )
 
 
-def _call_arguments(text: str, names: list[str], language: str | None) -> list[tuple[int, int]]:
-    """(start, end) character ranges inside the parentheses of calls of ``names`` (tree-sitter)."""
-    if not names or language != "python":
-        return []
-    from .document import ParsedDocument
-
-    doc = ParsedDocument(text, language="python")
-    tree = doc.tree
-    if tree is None:
+def _call_arguments(text: str, tree, names: list[str]) -> list[tuple[int, int]]:
+    """(start, end) character ranges inside the parentheses of calls of ``names``, from the tree of ``text``."""
+    if not names or tree is None:
         return []
     src = text.encode("utf-8")
     out = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
+    for node in ts.walk(tree.root_node):
         if node.type == "call":
             fn = node.child_by_field_name("function")
             args = node.child_by_field_name("arguments")
@@ -295,7 +279,6 @@ def _call_arguments(text: str, names: list[str], language: str | None) -> list[t
                     b = len(src[: args.end_byte - 1].decode("utf-8", "replace"))
                     if "\n" not in text[a:b]:
                         out.append((a, b))
-        stack.extend(node.children)
     return out
 
 
@@ -343,9 +326,14 @@ def candidates(
         if hint or _shape(body) in shapes:
             shaped[i] = hint.strip()
 
+    tree = None  # one parse of the text serves every rule that reads the syntax tree
+    if language == "python" and (ed.renames or ed.changed_defs):
+        from .document import ParsedDocument
+
+        tree = ParsedDocument(text, language="python").tree
     found: dict[tuple[int, int], Candidate] = {}
     for old, new, kind in ed.renames:
-        sites = rename_sites(text, old, kind, cursor_offset) if language == "python" else None
+        sites = rename_sites(text, tree, old, kind, cursor_offset)
         if sites is None:
             sites = [m.span() for m in re.finditer(rf"(?<![A-Za-z0-9_]){re.escape(old)}(?![A-Za-z0-9_])", text)]
         for a, b in sites:
@@ -355,12 +343,12 @@ def candidates(
     # a changed signature whose headers parse: its call sites are rewritten by rule; the others ask the model
     changes = [c for r in ed.removed for a in ed.added if (c := signature_change(r, a))] if language == "python" else []
     for change in changes:
-        for a, b, args in call_site_edits(text, change):
+        for a, b, args in call_site_edits(text, change, tree):
             i = line_of(a)
             if i not in seed and not shaped.get(i) and not any(s < b and a < e for s, e in found):
                 found[(a, b)] = Candidate(a, b, "call", args)
     ruled = {c.old.name for c in changes}
-    for a, b in _call_arguments(text, [d for d in ed.changed_defs if d not in ruled], language):
+    for a, b in _call_arguments(text, tree, [d for d in ed.changed_defs if d not in ruled]):
         i = line_of(a)
         if i not in seed and not shaped.get(i) and not any(s < b and a < e for s, e in found):  # no overlap
             found[(a, b)] = Candidate(a, b, "call")

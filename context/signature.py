@@ -29,6 +29,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from . import ts
+
 _HEADER = re.compile(r"\s*(?:async\s+)?def\s+(\w+)\s*\(")
 
 
@@ -176,14 +178,16 @@ def rewrite_arguments(change: SignatureChange, args: list[tuple[str, str | None]
     return ", ".join(out)
 
 
-def call_site_edits(text: str, change: SignatureChange) -> list[tuple[int, int, str]]:
+def call_site_edits(text: str, change: SignatureChange, tree=None) -> list[tuple[int, int, str]]:
     """(start, end, new argument text) for every one-line call of the changed function whose arguments change.
 
-    Ranges are character offsets of the text between the call's parentheses.
+    Ranges are character offsets of the text between the call's parentheses. ``tree``: the
+    tree-sitter tree of ``text`` when the caller has one (else it is parsed here).
     """
-    from .document import ParsedDocument
+    if tree is None:
+        from .document import ParsedDocument
 
-    tree = ParsedDocument(text, language="python").tree
+        tree = ParsedDocument(text, language="python").tree
     if tree is None:
         return []
     src = text.encode("utf-8")
@@ -196,10 +200,7 @@ def call_site_edits(text: str, change: SignatureChange) -> list[tuple[int, int, 
 
     method = change.old.is_method
     out = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
+    for node in ts.walk(tree.root_node):
         if node.type != "call":
             continue
         fn, arglist = node.child_by_field_name("function"), node.child_by_field_name("arguments")

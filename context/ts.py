@@ -79,6 +79,15 @@ def captures(query: _ts.Query, node: _ts.Node, start_byte: int | None = None, en
     return out
 
 
+def walk(node: _ts.Node) -> Iterator[_ts.Node]:
+    """``node`` and every node below it, depth first (last child first)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(n.children)
+
+
 def point(row: int, column: int):
     return _ts.Point(row, column) if _HAS_POINT else (row, column)
 
