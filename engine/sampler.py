@@ -55,10 +55,17 @@ class Draft:
     elapsed: float  # seconds since the sampler started
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """(S, V) logits -> probabilities (S, V)."""
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _best(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(R, V) logits, overwritten -> (best token, its probability, softmax normaliser) per row.
+
+    ``logits`` is left holding ``exp(logit - max)``, so the probability of token t in row r is
+    ``logits[r, t] / z[r]``. The best token's probability is ``1 / z``: no (R, V) division.
+    """
+    best = logits.argmax(axis=-1)
+    logits -= logits[np.arange(len(best)), best][:, None]
+    np.exp(logits, out=logits)
+    z = logits.sum(axis=-1)
+    return best, (1.0 / z).astype(np.float32), z
 
 
 def denoise(
@@ -102,19 +109,25 @@ def denoise(
         return
     while True:
         t_call = time.perf_counter()
-        logits = np.array(model(slots), dtype=np.float32, copy=True)  # (S, V)
-        logits[:, banned] = -np.inf
-        logits[no_eos, eos_id] = -np.inf
+        out = model(slots)  # (S, V)
         step += 1
-        probs = _softmax(logits)
-        best = probs.argmax(axis=-1)
-        p = probs[np.arange(S), best]
+        remasking = bool(committed.all())
+        # the softmax over the vocabulary is the sampler's main cost: only the rows that are
+        # still open need it, except when re-masking rescores every committed token
+        rows = np.arange(S) if remasking else np.flatnonzero(~committed)
+        logits = np.array(out[rows], dtype=np.float32)  # (R, V), a copy
+        logits[:, banned] = -np.inf
+        logits[no_eos[rows], eos_id] = -np.inf
+        best_r, p_r, z = _best(logits)
+        best = np.zeros(S, dtype=np.int64)
+        p = np.zeros(S, dtype=np.float32)
+        best[rows], p[rows] = best_r, p_r
         now = time.perf_counter()
         # out of time when another step would end past the deadline: commit this draft now
         out_of_time = deadline is not None and now + (now - t_call) >= deadline
         last_step = step >= max_steps
-        if committed.all():  # re-masking phase: confidence of each committed token now
-            conf = probs[np.arange(S), slots].astype(np.float32)
+        if remasking:  # re-masking phase: confidence of each committed token now
+            conf = (logits[np.arange(S), slots] / z).astype(np.float32)
             weak = conf < remask
             if weak.any() and not (out_of_time or last_step):
                 slots[weak] = mask_id
