@@ -52,7 +52,7 @@ import numpy as np
 from unmask.engine import evaluate as ev
 from unmask.engine.ar import ArEngine, TorchArEngine
 from unmask.engine.infill import LINE_BUCKET, Engine
-from unmask.engine.runtime import ModelError
+from unmask.engine.runtime import ModelError, backend_config
 
 FIXED_STEPS = (1, 2, 4, 8, 16, 32)
 PRODUCT_BUDGET_MS = 250.0  # lsp/config.py DEFAULT_BUDGET_MS
@@ -553,11 +553,8 @@ def main(argv: list[str] | None = None) -> None:
     for key, path in (("main", args.model), ("extra", args.extra_model)):
         if key == "extra" and not path:
             continue
-        backend = {"type": args.backend, **({"path": path} if path else {})}
-        if args.threads:
-            backend["threads"] = args.threads
-        if args.backend == "torch":
-            backend["device"] = args.device
+        opts = {"device": args.device} if args.backend == "torch" else {}
+        backend = backend_config(args.backend, path, args.threads, **opts)
         e = Engine(backend, cache_size=0)  # every completion encodes its context, as AR prefills its prompt
         e.backend = Timed(e.backend)
         engines[key] = (e, e.backend)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from unmask.engine.infill import Engine
+from unmask.engine.runtime import backend_config
 
 
 def heldout_lines(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, str, str]]:
@@ -64,7 +65,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--configs", default=",".join(CONFIGS))
     args = ap.parse_args()
-    eng = Engine({"type": "onnx", **({"path": args.model} if args.model else {})})
+    eng = Engine(backend_config("onnx", args.model))
     eng.warmup()
     items = heldout_lines(args.corpus, args.n)
     for name in args.configs.split(","):

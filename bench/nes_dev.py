@@ -97,14 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
+    from unmask.engine.runtime import backend_config
     from unmask.lsp import nes
 
-    cfg: dict = {"type": "onnx"}
-    if args.model:
-        cfg["path"] = args.model
-    if args.threads:
-        cfg["threads"] = args.threads
-    eng = Engine(cfg)
+    eng = Engine(backend_config("onnx", args.model, args.threads))
     rng = random.Random(args.seed)
     docs = val_docs(args.corpus, args.n)
     good: list[float] = []  # confidence of correct proposals

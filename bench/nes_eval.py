@@ -93,13 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
+    from unmask.engine.runtime import backend_config
 
-    cfg: dict = {"type": "onnx"}
-    if args.model:
-        cfg["path"] = args.model
-    if args.threads:
-        cfg["threads"] = args.threads
-    eng = Engine(cfg)
+    eng = Engine(backend_config("onnx", args.model, args.threads))
     eng.warmup()
     kw = {"budget_ms": args.budget_ms or None, **nes.rule_kwargs(args)}
     if args.min_confidence is not None:

@@ -36,12 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     from unmask.context.nes import candidates
     from unmask.engine.edits import history_text
     from unmask.engine.infill import Engine
+    from unmask.engine.runtime import backend_config
     from unmask.lsp import nes
 
-    cfg: dict = {"type": "onnx", "threads": args.threads}
-    if args.model:
-        cfg["path"] = args.model
-    eng = Engine(cfg)
+    eng = Engine(backend_config("onnx", args.model, args.threads))
     sp = eng.tok.specials
     rng = random.Random(0)
 

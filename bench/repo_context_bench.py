@@ -32,6 +32,7 @@ import numpy as np
 from unmask.context import ContextConfig, IndexConfig, ParsedDocument, WorkspaceIndex, gather_context
 from unmask.context.pack import ALL_SOURCES
 from unmask.engine.infill import LINE_BUCKET, Engine
+from unmask.engine.runtime import backend_config
 
 
 def candidates(index: WorkspaceIndex, n: int, seed: int) -> list[tuple[str, int, str]]:
@@ -80,7 +81,7 @@ def main() -> None:
     index = WorkspaceIndex(args.root, IndexConfig(workers=2))
     index.build()
     print(f"indexed {len(index.files)} files in {time.perf_counter() - t:.1f} s")
-    eng = Engine({"type": "onnx", **({"path": args.model} if args.model else {})})
+    eng = Engine(backend_config("onnx", args.model))
     count = lambda s: len(eng.tok.encode(s))  # noqa: E731
     items = candidates(index, args.n, args.seed)
     cross_file = sorted(ALL_SOURCES - {"prefix", "suffix"})

@@ -147,6 +147,16 @@ class TorchBackend:
 BACKENDS: dict[str, Callable[..., Backend]] = {"onnx": OnnxBackend, "torch": TorchBackend}
 
 
+def backend_config(kind: str = "onnx", path: str | None = None, threads: int = 0, **extra) -> dict:
+    """The tagged config :func:`load_backend` takes, from command-line style options (unset ones left out)."""
+    cfg: dict = {"type": kind, **extra}
+    if path:
+        cfg["path"] = path
+    if threads:
+        cfg["threads"] = threads
+    return cfg
+
+
 def load_backend(config: dict | None = None) -> tuple[Backend, ModelInfo]:
     """Build a backend from a tagged config: ``{"type": "onnx"|"torch", "path": ..., "device": ..., "threads": N}``."""
     config = dict(config or {})

@@ -42,15 +42,10 @@ DEMO_SUFFIX = """
 
 def _engine(args):
     from unmask.engine.infill import Engine
-    from unmask.engine.runtime import ModelError
+    from unmask.engine.runtime import ModelError, backend_config
 
-    cfg = {"type": args.backend}
-    if args.model:
-        cfg["path"] = args.model
-    if args.threads:
-        cfg["threads"] = args.threads
     try:
-        return Engine(cfg)
+        return Engine(backend_config(args.backend, args.model, args.threads))
     except ModelError as e:
         sys.exit(f"unmask: {e}")
 

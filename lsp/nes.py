@@ -324,15 +324,10 @@ def cli(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from unmask.engine.infill import Engine
-    from unmask.engine.runtime import ModelError
+    from unmask.engine.runtime import ModelError, backend_config
 
-    cfg: dict = {"type": "onnx"}
-    if args.model:
-        cfg["path"] = args.model
-    if args.threads:
-        cfg["threads"] = args.threads
     try:
-        eng = Engine(cfg)
+        eng = Engine(backend_config("onnx", args.model, args.threads))
     except ModelError as e:
         print(f"unmask nes: {e}", file=sys.stderr)
         return 1
