@@ -132,16 +132,9 @@ def export_onnx(model, out_dir: Path, quantize: bool = True) -> None:
         opset_version=17,
         dynamo=False,
     )
-    for name in ("prefill.onnx", "decode.onnx"):
-        if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+    from .export import write_graphs
 
-            quantize_dynamic(
-                tmp / name, out_dir / name, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"]
-            )
-        else:
-            shutil.copy(tmp / name, out_dir / name)
-    shutil.rmtree(tmp)
+    write_graphs(tmp, out_dir, ("prefill.onnx", "decode.onnx"), quantize)
 
 
 def load_run(run: Path):

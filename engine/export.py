@@ -97,7 +97,12 @@ def export_onnx(model: Denoiser, out_dir: Path, quantize: bool) -> None:
         opset_version=17,
         dynamo=False,
     )
-    for name in ("encode.onnx", "step.onnx"):
+    write_graphs(tmp, out_dir, ("encode.onnx", "step.onnx"), quantize)
+
+
+def write_graphs(tmp: Path, out_dir: Path, names: tuple[str, ...], quantize: bool) -> None:
+    """Move graphs from ``tmp`` to ``out_dir``, int8-quantized (MatMul, Gather) when ``quantize``; remove ``tmp``."""
+    for name in names:
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
