@@ -18,41 +18,8 @@ local env = vim.env
 local result = { answers = {}, phases = {}, steps = {} }
 local METHOD = 'textDocument/copilotInlineEdit'
 
-local function finish(err)
-  result.error = err or vim.NIL
-  local f = assert(io.open(env.UNMASK_RESULT, 'w'))
-  f:write(vim.json.encode(result))
-  f:close()
-  vim.cmd('qa!')
-end
-
-local co
-local function resume(...)
-  local ok, err = coroutine.resume(co, ...)
-  if not ok then
-    finish(debug.traceback(co, err))
-  elseif coroutine.status(co) == 'dead' then
-    finish(nil)
-  end
-end
-
-local function wait_until(cond, ms)
-  local deadline = vim.uv.now() + ms
-  while not cond() do
-    if vim.uv.now() > deadline then
-      return false
-    end
-    vim.defer_fn(resume, 20)
-    coroutine.yield()
-  end
-  return true
-end
-
-local function sleep(ms)
-  wait_until(function()
-    return false
-  end, ms)
-end
+local h = dofile(debug.getinfo(1, 'S').source:sub(2):match('(.*/)') .. 'harness.lua')
+local resume, wait_until, sleep = h.resume, h.wait_until, h.sleep
 
 local function feed(keys)
   vim.api.nvim_feedkeys(vim.keycode(keys), 'mt', false)
@@ -234,5 +201,4 @@ local function test()
   result.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
 end
 
-co = coroutine.create(test)
-vim.schedule(resume)
+h.run(result, test)

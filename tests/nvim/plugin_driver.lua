@@ -11,42 +11,8 @@
 local env = vim.env
 local result = { responses = {}, drafts = {}, injected = {}, steps = {} }
 
-local function finish(err)
-  result.error = err or vim.NIL
-  local f = assert(io.open(env.UNMASK_RESULT, 'w'))
-  f:write(vim.json.encode(result))
-  f:close()
-  vim.cmd('qa!')
-end
-
-local co
-local function resume(...)
-  local ok, err = coroutine.resume(co, ...)
-  if not ok then
-    finish(debug.traceback(co, err))
-  elseif coroutine.status(co) == 'dead' then
-    finish(nil)
-  end
-end
-
---- Yield to the event loop until cond() holds (or ms pass); returns whether it held.
-local function wait_until(cond, ms)
-  local deadline = vim.uv.now() + ms
-  while not cond() do
-    if vim.uv.now() > deadline then
-      return false
-    end
-    vim.defer_fn(resume, 20)
-    coroutine.yield()
-  end
-  return true
-end
-
-local function sleep(ms)
-  wait_until(function()
-    return false
-  end, ms)
-end
+local h = dofile(debug.getinfo(1, 'S').source:sub(2):match('(.*/)') .. 'harness.lua')
+local resume, wait_until, sleep = h.resume, h.wait_until, h.sleep
 
 local function stats(client, bufnr)
   local res = client:request_sync('unmask/stats', {}, 5000, bufnr)
@@ -259,5 +225,4 @@ local function test()
   table.insert(result.steps, 'health')
 end
 
-co = coroutine.create(test)
-vim.schedule(resume)
+h.run(result, test)
