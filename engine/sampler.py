@@ -115,7 +115,7 @@ def denoise(
         # the softmax over the vocabulary is the sampler's main cost: only the rows that are
         # still open need it, except when re-masking rescores every committed token
         rows = np.arange(S) if remasking else np.flatnonzero(~committed)
-        logits = np.array(out[rows], dtype=np.float32)  # (R, V), a copy
+        logits = np.asarray(out, dtype=np.float32)[rows]  # (R, V): indexing copies, the model's output stays
         logits[:, banned] = -np.inf
         logits[no_eos[rows], eos_id] = -np.inf
         best_r, p_r, z = _best(logits)

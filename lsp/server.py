@@ -50,6 +50,7 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
 
 from unmask.context import EXTENSIONS
+from unmask.engine.runtime import backend_config
 
 from . import config, convert
 from . import protocol as ext
@@ -577,10 +578,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    backend: dict[str, Any] = {"type": args.backend}
-    if args.threads:
-        backend["threads"] = args.threads
-    worker = ModelWorker(backend)
+    worker = ModelWorker(backend_config(args.backend, threads=args.threads))
     server = build(worker, args.model)
     path = setup_logging(server, args.log_file, args.log_level)
     log.info("unmask %s serving (pid %d), log file %s", __version__, os.getpid(), path)
