@@ -60,14 +60,32 @@ class Prepared:
     key: tuple = field(default=(), repr=False)
 
 
-class Engine:
+def Engine(backend: dict | None = None, cache_size: int = 8):  # noqa: N802 - used like a class
+    """The engine for the model that ``backend`` (a tagged config, see ``runtime``) names.
+
+    ``model.json``'s ``kind`` picks it: ``causal-base`` is the pretrained base over a cached
+    causal context (:class:`unmask.engine.causal.CausalEngine`), anything else the project's
+    own denoiser (:class:`DenoiserEngine`). Both have the same public API.
+    """
+    from .runtime import ModelInfo
+
+    info = ModelInfo.load((backend or {}).get("path"))
+    if info.meta.get("kind") == "causal-base":
+        from .causal import CausalEngine
+
+        return CausalEngine(info, backend)
+    return DenoiserEngine(backend, cache_size)
+
+
+class DenoiserEngine:
     """Loads a model once; thread-compatible (one request at a time per Engine)."""
 
     def __init__(self, backend: dict | None = None, cache_size: int = 8):
         self.backend: Backend
         self.backend, self.info = load_backend(backend)
         self.meta = self.info.meta
-        self.tok = Tokenizer.from_file(self.info.file("tokenizer.json"))
+        self.tokenizer_path = self.info.file("tokenizer.json")
+        self.tok = Tokenizer.from_file(self.tokenizer_path)
         want = self.meta.get("specials", {})
         if want and want != self.tok.specials.as_dict():
             from .runtime import ModelError

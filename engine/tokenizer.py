@@ -54,16 +54,24 @@ class Specials:
 class Tokenizer:
     """Thin wrapper: lossless encode/decode plus the special ids."""
 
-    def __init__(self, hf: HFTokenizer):
+    def __init__(self, hf: HFTokenizer, specials: Specials | None = None):
+        """``specials``: the ids by role, for a tokenizer whose control tokens have other names (the base's)."""
         self.hf = hf
         hf.encode_special_tokens = True  # "<|mask|>" typed in a file is text, never a control token
-        self.specials = Specials.from_tokenizer(hf)
         self.vocab_size = hf.get_vocab_size()
-        self._special_ids = {hf.token_to_id(s) for s in SPECIAL_TOKENS}
+        if specials is None:
+            self.specials = Specials.from_tokenizer(hf)
+            self._special_ids = {hf.token_to_id(s) for s in SPECIAL_TOKENS}
+        else:
+            self.specials = specials
+            self._special_ids = {i for i, t in hf.get_added_tokens_decoder().items() if t.special} | set(
+                specials.as_dict().values()
+            )
+        self.control_ids = frozenset(self._special_ids)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Tokenizer:
-        return cls(HFTokenizer.from_file(str(path)))
+    def from_file(cls, path: str | Path, specials: Specials | None = None) -> Tokenizer:
+        return cls(HFTokenizer.from_file(str(path)), specials)
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids

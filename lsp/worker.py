@@ -97,15 +97,15 @@ class TimedBackend:
         self.name = inner.name
         self.calls: list[tuple[str, float]] = []  # ("encode" | "step", ms), since the last clear()
 
-    def encode(self, ctx_ids, ctx_pos):
+    def encode(self, *args):
         t = time.perf_counter()
-        kv = self.inner.encode(ctx_ids, ctx_pos)
+        kv = self.inner.encode(*args)
         self.calls.append(("encode", (time.perf_counter() - t) * 1e3))
         return kv
 
-    def step(self, span_ids, span_pos, kv):
+    def step(self, *args):
         t = time.perf_counter()
-        logits = self.inner.step(span_ids, span_pos, kv)
+        logits = self.inner.step(*args)
         self.calls.append(("step", (time.perf_counter() - t) * 1e3))
         return logits
 
@@ -144,7 +144,7 @@ class ModelWorker:
             eng = Engine(cfg)
             eng.backend = TimedBackend(eng.backend)
             eng.warmup()
-            counter = _counter(Tokenizer.from_file(eng.info.file("tokenizer.json")))
+            counter = _counter(Tokenizer.from_file(eng.tokenizer_path, eng.tok.specials))
         except ModelError as e:
             if self.engine is None:
                 self.error = str(e)

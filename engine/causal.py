@@ -1,0 +1,562 @@
+"""The completer on the pretrained base: SmolLM2-135M over a cached causal context.
+
+The floor of the model issue: the base decodes the hole left to right, one slot per step
+(block size 1), which is exactly its pretraining behaviour. What makes it a good infiller
+without any training:
+
+* **Token healing.** The prefix's last token is taken back and the first generated tokens
+  must spell it out again (any token whose bytes agree with what was taken back). This BPE
+  merges a newline with the next line's indentation and a word with its continuation, so a
+  prefix that ends in ``"\\n"`` or mid-word otherwise forces an unnatural split (HumanEval
+  single-line: 3% -> 29% pass@1 measured on 300 tasks).
+* **The suffix in the context.** A causal model cannot look right, so the code after the
+  hole is shown *before* the prefix, as line comments (``# ...``): suffix first, then prefix
+  (SPM order). Typing only appends to the prefix, so the context's KV cache stays valid.
+* **Stopping.** A single-line hole ends at its first newline; a block ends at a control
+  token, at a line that dedents below the block's first line, or at a line that repeats the
+  line after the hole.
+
+The context's KV cache is kept across requests (a few entries, least recently used out):
+a new request reuses the longest cached token prefix of its context and prefills only the
+rest, so a keystroke costs the few new tokens, not the whole context. ``stats`` counts hits.
+
+Every generated token yields a complete :class:`~unmask.engine.infill.InfillDraft` (anytime);
+a deadline stops before a step that would overrun. Multi-hole requests (next-edit) decode
+their holes one after another, each with the edit history in its context.
+
+It knows tokens, prompts and the stop rules; it knows nothing about editors, LSP or syntax.
+The runtime graph is built on first use from the base GGUF (:mod:`.base`,
+:mod:`.llama_onnx`) into the user's cache: no torch at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .base import BasePin, cache_dir, fetch_base, read_gguf, tokenizer_json
+from .infill import BLOCK_BUCKET, LINE_BUCKET, InfillDraft
+from .runtime import ModelError, ModelInfo
+from .tokenizer import Specials, Tokenizer
+
+NEG = -1e9
+
+
+# -- runtime preparation -------------------------------------------------------------------------
+def runtime_dir(info: ModelInfo) -> Path:
+    """Where the runtime graph for this model version lives (keyed by base, delta and graph version)."""
+    from .llama_onnx import GRAPH_VERSION
+
+    pin = BasePin.from_meta(info.meta.get("base"))
+    h = hashlib.sha256(json.dumps([pin.sha256, info.meta.get("quant", "q8"), GRAPH_VERSION], sort_keys=True).encode())
+    for f in info.meta.get("delta_files", []):
+        h.update(info.file(f).read_bytes())
+    return cache_dir() / "runtime" / f"{info.meta.get('name', 'model')}-{h.hexdigest()[:12]}"
+
+
+def prepare_runtime(info: ModelInfo, *, quiet: bool = False) -> Path:
+    """The runtime model directory (``model.onnx``, ``tokenizer.json``), built on first use."""
+    out = runtime_dir(info)
+    if (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    from .base import BaseModelError
+
+    try:
+        gguf = fetch_base(BasePin.from_meta(info.meta.get("base")), quiet=quiet)
+        t0 = time.perf_counter()
+        if not quiet:
+            import sys
+
+            print(f"unmask: preparing the runtime model in {out} (once)", file=sys.stderr)
+        cfg, weights = read_gguf(gguf)
+        _apply_delta(info, weights)
+        from .llama_onnx import build
+
+        model = build(cfg, weights, info.meta.get("quant", "q8"))
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f"model.onnx.{os.getpid()}.part"
+        tmp.write_bytes(model.SerializeToString())
+        os.replace(tmp, out / "model.onnx")
+        (out / "tokenizer.json").write_text(tokenizer_json(gguf))
+        (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "seconds": time.perf_counter() - t0}))
+    except BaseModelError as e:
+        raise ModelError(str(e)) from e
+    except ImportError as e:
+        raise ModelError(f"preparing the runtime model needs {e.name}: pip install 'unmask' again") from e
+    return out
+
+
+def _apply_delta(info: ModelInfo, weights: dict[str, np.ndarray]) -> None:
+    """Add the trained deltas shipped with the model (``delta_files``, npz files).
+
+    A key ``name`` holds a full delta for weight ``name``; keys ``name.lora_a`` (r, in) and
+    ``name.lora_b`` (out, r), scale folded into ``b``, a low-rank one (``b @ a`` is added).
+    """
+    for f in info.meta.get("delta_files", []):
+        path = info.file(f)
+        with np.load(path) as z:
+            for k in z.files:
+                if k.endswith(".lora_b"):
+                    continue
+                name = k.removesuffix(".lora_a")
+                if name not in weights:
+                    raise ModelError(f"{path}: delta for unknown tensor {name}")
+                if k.endswith(".lora_a"):
+                    d = z[name + ".lora_b"].astype(np.float32) @ z[k].astype(np.float32)
+                else:
+                    d = z[k].astype(np.float32)
+                if d.shape != weights[name].shape:
+                    raise ModelError(f"{path}: delta for {name} has shape {d.shape}, not {weights[name].shape}")
+                weights[name] = weights[name] + d
+
+
+# -- the decoder -------------------------------------------------------------------------------
+class OnnxDecoder:
+    """The runtime graph in ONNX Runtime: ``forward(ids, pos, bias, past, logits_from)``."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, n_layer: int, n_kv: int, head_dim: int, device: str = "auto", threads: int = 0):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.providers = providers
+        try:
+            self.sess = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load {path}: {e}. Delete {path.parent} to rebuild it.") from e
+        self.n_layer, self.n_kv, self.head_dim = n_layer, n_kv, head_dim
+        self.empty = np.zeros((1, n_kv, 0, head_dim), np.float32)
+
+    def forward(self, ids, pos, bias, past, logits_from: int):
+        """ids/pos (T,), bias (T, P+T), past [(k, v)] * layers or None -> (logits (T-from, V), present)."""
+        feed = {
+            "input_ids": np.asarray(ids, np.int64)[None],
+            "position_ids": np.asarray(pos, np.int64)[None],
+            "attn_bias": np.asarray(bias, np.float32)[None, None],
+            "logits_from": np.array(logits_from, np.int64),
+        }
+        for i in range(self.n_layer):
+            k, v = past[i] if past else (self.empty, self.empty)
+            feed[f"past_k.{i}"], feed[f"past_v.{i}"] = k, v
+        out = self.sess.run(None, feed)
+        return out[0][0], [(out[1 + 2 * i], out[2 + 2 * i]) for i in range(self.n_layer)]
+
+    # the names TimedBackend times: a prefill is an "encode", a decode call a "step"
+    def encode(self, ids, pos, bias, past, logits_from):
+        return self.forward(ids, pos, bias, past, logits_from)
+
+    def step(self, ids, pos, bias, past, logits_from):
+        return self.forward(ids, pos, bias, past, logits_from)
+
+
+def causal_bias(n_past: int, n_new: int) -> np.ndarray:
+    """(T, P+T): every new position sees the cache and the new positions up to itself."""
+    return np.triu(np.full((n_new, n_past + n_new), NEG, np.float32), k=n_past + 1)
+
+
+# -- prompts -----------------------------------------------------------------------------------
+def suffix_as_comments(suffix: str, comment: str = "#", max_lines: int = 12) -> str:
+    """The code after the hole as line comments, shown before the prefix (SPM for a causal model)."""
+    lines = suffix.split("\n")[:max_lines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        return ""
+    return "".join(f"{comment} {ln}\n" if ln.strip() else f"{comment}\n" for ln in lines) + "\n"
+
+
+@dataclass
+class _Entry:
+    tokens: tuple[int, ...]
+    past: list
+
+
+@dataclass
+class CacheStats:
+    requests: int = 0
+    hits: int = 0  # a cached prefix was reused
+    reused_tokens: int = 0
+    prefilled_tokens: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CausalPrepared:
+    """A next-edit request for the causal engine: one prompt per hole (see ``prepare_edit``)."""
+
+    prompts: list[tuple[str, str]]  # (context before the hole, suffix after it)
+    buckets: list[int] = field(default_factory=list)
+
+
+class CausalEngine:
+    """The base model behind the engine API (``stream_holes``, ``infill``, ``stream_edit``...)."""
+
+    def __init__(self, info: ModelInfo, backend: dict | None = None, cache_size: int = 4):
+        cfg = dict(backend or {})
+        kind = cfg.pop("type", "onnx")
+        if kind != "onnx":
+            raise ModelError(f"the {info.meta.get('name')} model runs on the onnx backend only, not {kind!r}")
+        cfg.pop("path", None)
+        self.info, self.meta = info, info.meta
+        rt = prepare_runtime(info)
+        c = json.loads((rt / "config.json").read_text())["config"]
+        self.tokenizer_path = rt / "tokenizer.json"
+        self.tok = Tokenizer.from_file(self.tokenizer_path, specials=Specials(**self.meta["specials"]))
+        self.control = np.array(sorted(self.tok.control_ids), np.int64)
+        self.backend = OnnxDecoder(rt / "model.onnx", c["n_layer"], c["n_kv_head"], c["d_model"] // c["n_head"], **cfg)
+        self.window = int(self.meta.get("window", 512))
+        self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
+        self.comment = self.meta.get("prompt", {}).get("comment", "#")
+        self._cache: OrderedDict[int, _Entry] = OrderedDict()
+        self._cache_size = cache_size
+        self._heal_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self.stats = CacheStats()
+        vocab = self.tok.hf.get_vocab_size()
+        self._bytes = [self._token_bytes(i) for i in range(vocab)]
+
+    def _token_bytes(self, i: int) -> bytes:
+        if i in self.tok.control_ids:
+            return b""
+        s = self.tok.hf.id_to_token(i)
+        return bytes(_BYTE_DECODER.get(ch, 0) for ch in s)
+
+    # -- context and cache ------------------------------------------------------------------
+    def _context(self, before: str, after: str, room: int) -> tuple[list[int], bytes]:
+        """Token ids of the context (suffix comments, then the prefix minus its healed last token)."""
+        head = suffix_as_comments(after, self.comment) if after else ""
+        cap = room * 8
+        before = before[-cap:] if len(before) > cap else before
+        h_ids = self.tok.encode(head) if head else []
+        if len(h_ids) > room // 3:
+            h_ids = self.tok.encode(suffix_as_comments(after, self.comment, max_lines=3))[: room // 3]
+        p_ids = self.tok.encode(before)
+        keep = room - len(h_ids)
+        if len(p_ids) > keep:  # cut on the left at a line start, so the cut stays put while typing
+            cut = len(before) - len(self.tok.decode(p_ids[-keep:]))
+            nl = before.find("\n", cut)
+            before = before[nl + 1 :] if nl >= 0 else before[cut:]
+            p_ids = self.tok.encode(before)[-keep:]
+        heal = b""
+        if p_ids:
+            heal = self._bytes[p_ids[-1]]
+            p_ids = p_ids[:-1]
+        return h_ids + p_ids, heal
+
+    def _prefill(self, ids: list[int]):
+        """Logits after ``ids`` and the cache; reuses the longest cached prefix."""
+        self.stats.requests += 1
+        key = tuple(ids)
+        best, best_n = None, 0
+        for k, e in self._cache.items():
+            n = _common_prefix(e.tokens, key)
+            if n > best_n:
+                best, best_n = k, n
+        n = min(best_n, len(ids) - 1)
+        past = None
+        if best is not None and n > 0:
+            e = self._cache[best]
+            past = [(k[:, :, :n], v[:, :, :n]) for k, v in e.past]
+            if n < len(e.tokens):
+                past = [(np.ascontiguousarray(k), np.ascontiguousarray(v)) for k, v in past]
+            self.stats.hits += 1
+            self.stats.reused_tokens += n
+        else:
+            n = 0
+        new = ids[n:]
+        self.stats.prefilled_tokens += len(new)
+        logits, present = self.backend.encode(new, range(n, len(ids)), causal_bias(n, len(new)), past, len(new) - 1)
+        for k in [k for k, e in self._cache.items() if key[: len(e.tokens)] == e.tokens]:
+            del self._cache[k]  # superseded by this longer context
+        self._cache[id(key)] = _Entry(key, present)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return logits[-1], present
+
+    def _allowed(self, rest: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens that agree with the healed bytes ``rest``: (ids, bytes consumed by each)."""
+        hit = self._heal_cache.get(rest)
+        if hit is None:
+            ids, used = [], []
+            for i, b in enumerate(self._bytes):
+                if b and (b.startswith(rest) or rest.startswith(b)):
+                    ids.append(i)
+                    used.append(min(len(b), len(rest)))
+            hit = (np.array(ids, np.int64), np.array(used, np.int64))
+            if len(self._heal_cache) < 512:
+                self._heal_cache[rest] = hit
+        return hit
+
+    # -- decoding ----------------------------------------------------------------------------
+    def _generate(
+        self,
+        before: str,
+        after: str,
+        max_new: int,
+        *,
+        one_line: bool,
+        deadline: float | None,
+        t0: float,
+        room: int | None = None,
+        step0: int = 0,
+    ) -> Iterator[tuple[int, str, list[float], bool, float]]:
+        """Yield (step, text, token confidences, done, encode ms) per generated token."""
+        ids, heal = self._context(before, after, room or self.window - max_new - 1)
+        logits, past = self._prefill(ids)
+        enc_ms = (time.perf_counter() - t0) * 1000
+        pos = len(ids)
+        out: list[int] = []
+        confs: list[float] = []
+        raw = b""
+        rest = heal
+        first_suffix_line = next((ln.strip() for ln in after.split("\n") if ln.strip()), "") if after else ""
+        last_step = 0.0
+        step = step0
+        cur_line = before[before.rfind("\n") + 1 :]
+        rest_of_line = after.split("\n", 1)[0].strip() if after else ""
+        for _ in range(max_new + 8):
+            lg = logits.astype(np.float64)
+            lg -= lg.max()
+            p = np.exp(lg)
+            p /= p.sum()
+            cand, used = self._allowed(rest) if rest else (None, None)
+            q = p if cand is None else p[cand]
+            norm = float(q.sum()) or 1.0
+            tok, conf = -1, 0.0
+            top = int(np.argmax(q))
+            order = [top]
+            if one_line and not raw[len(heal) :]:  # the first text token may be rejected below: rank more
+                k = min(64, len(q) - 1)
+                part = np.argpartition(-q, k)[:k]
+                order += [int(x) for x in part[np.argsort(-q[part])] if x != top]
+            for j in order:
+                t = int(j if cand is None else cand[j])
+                tail = self._bytes[t][int(used[j]) :] if cand is not None else self._bytes[t]
+                if one_line and not _text(raw, heal) and tail[:1] == b"\n":
+                    continue  # a one-line suggestion does not start with an empty line
+                tok, conf = t, float(q[j]) / norm
+                break
+            if tok < 0:
+                tok, conf = int(np.argmax(p)), float(p.max())
+            step += 1
+            if tok in self.tok.control_ids:
+                yield step, _text(raw, heal), confs, True, enc_ms
+                return
+            b = self._bytes[tok]
+            if rest:
+                rest = rest[min(len(b), len(rest)) :]
+            out.append(tok)
+            raw += b
+            text = _text(raw, heal)
+            if len(raw) > len(heal):
+                confs.append(conf)
+            stop, text = _stop(text, cur_line, one_line, first_suffix_line, len(confs) >= max_new)
+            if one_line and rest_of_line and (stop or text.endswith(rest_of_line)):
+                stop, text = True, _before_rest(text, rest_of_line)
+            if stop:
+                yield step, text, confs, True, enc_ms
+                return
+            yield step, text, confs, False, enc_ms
+            now = time.perf_counter()
+            if deadline is not None and now + last_step > deadline:
+                return
+            t = time.perf_counter()
+            lgs, past = self.backend.step([tok], [pos], causal_bias(pos, 1), past, 0)
+            logits = lgs[-1]
+            pos += 1
+            last_step = time.perf_counter() - t
+
+    def stream_holes(
+        self,
+        pieces: list[str],
+        buckets: list[int] | None = None,
+        *,
+        budget_ms: float | None = None,
+        steps: int = 64,
+        threshold: float = 0.9,
+        remask: float = 0.0,
+        oracle_lengths: list[int] | None = None,
+        one_line: bool = False,
+        block: int | None = None,
+    ) -> Iterator[InfillDraft]:
+        """Drafts, one per generated token, for the hole(s) of ``pieces`` (holes filled in order).
+
+        buckets: each hole's token cap (LINE_BUCKET: one line, a block otherwise).
+        steps, threshold, remask, block: the diffusion sampler's dials; with one slot per step
+        ``steps`` caps the tokens per hole and the others do not apply.
+        """
+        del threshold, remask, block
+        t0 = time.perf_counter()
+        n = len(pieces) - 1
+        buckets = list(buckets or [LINE_BUCKET] * n)
+        if oracle_lengths is not None:
+            buckets = [max(1, int(x)) for x in oracle_lengths]
+        deadline = t0 + budget_ms / 1000 if budget_ms else None
+        yield from self._holes(
+            [("".join(pieces[: h + 1]), "".join(pieces[h + 1 :])) for h in range(n)],
+            buckets,
+            steps,
+            deadline,
+            t0,
+            one_line or None,
+        )
+
+    def _holes(self, prompts, buckets, steps, deadline, t0, one_line) -> Iterator[InfillDraft]:
+        n = len(prompts)
+        texts, confs = [""] * n, [[] for _ in range(n)]
+        step, enc_ms = 0, 0.0
+        for h, ((before, after), bucket) in enumerate(zip(prompts, buckets)):
+            single = one_line if one_line is not None else bucket < BLOCK_BUCKET
+            cap = min(bucket, steps) if steps else bucket
+            done = False
+            for step, text, c, done, e in self._generate(
+                before, after, cap, one_line=single, deadline=deadline, t0=t0, step0=step
+            ):
+                enc_ms = enc_ms or e
+                texts[h], confs[h] = text, list(c)
+                yield _draft(step, texts, confs, t0, enc_ms, done and h == n - 1)
+            if not done:  # the deadline: the drafts so far are the answer
+                return
+
+    def stream(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> Iterator[InfillDraft]:
+        oracle = kw.pop("oracle_length", None)
+        return self.stream_holes([prefix, suffix], [bucket], oracle_lengths=[oracle] if oracle else None, **kw)
+
+    def infill(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> InfillDraft:
+        last = None
+        for last in self.stream(prefix, suffix, bucket, **kw):
+            pass
+        assert last is not None
+        return last
+
+    def warmup(self) -> None:
+        self.infill("def f(x):\n    return", "\n", steps=2)
+
+    # -- next edits ------------------------------------------------------------------------------
+    def prepare_edit(self, history: str, segments: list) -> CausalPrepared:
+        """One prompt per hole: the edit history as comments, then the file up to the hole."""
+        from .edits import Gap, Hole
+
+        head = "".join(f"{self.comment} {ln}\n" for ln in history.splitlines()) if history.strip() else ""
+        if head:
+            head = f"{self.comment} Recent edit:\n{head}\n"
+        holes = [i for i, s in enumerate(segments) if isinstance(s, Hole)]
+        if not holes:
+            raise ValueError("no hole in the request")
+
+        def text_of(s) -> str:
+            return "\n...\n" if isinstance(s, Gap) else s if isinstance(s, str) else s.target
+
+        prompts = []
+        for i in holes:
+            before = head + "".join(text_of(s) for s in segments[:i])
+            after = "".join(text_of(s) for s in segments[i + 1 :])
+            prompts.append((before, after))
+        return CausalPrepared(prompts, [LINE_BUCKET] * len(prompts))
+
+    def stream_prepared(self, prep, *, budget_ms: float | None = None, steps: int = 32, **_) -> Iterator[InfillDraft]:
+        t0 = time.perf_counter()
+        deadline = t0 + budget_ms / 1000 if budget_ms else None
+        return self._holes(prep.prompts, prep.buckets, steps, deadline, t0, True)
+
+    def stream_edit(self, history: str, segments: list, **kw) -> Iterator[InfillDraft]:
+        return self.stream_prepared(self.prepare_edit(history, segments), **kw)
+
+
+def _draft(step, texts, confs, t0, enc_ms, done) -> InfillDraft:
+    mean = [float(np.mean(c)) if c else 0.0 for c in confs]
+    mins = [float(np.min(c)) if c else 0.0 for c in confs]
+    per = [[round(float(x), 4) for x in c] for c in confs]
+    return InfillDraft(step, list(texts), mean, mins, per, (time.perf_counter() - t0) * 1000, enc_ms, done)
+
+
+def _text(raw: bytes, heal: bytes) -> str:
+    return raw[len(heal) :].decode("utf-8", "ignore") if len(raw) > len(heal) else ""
+
+
+def _before_rest(text: str, rest: str) -> str:
+    """A one-line text for a hole with code after it on its line: no newline, the repeated rest cut off."""
+    line = text.split("\n", 1)[0]
+    stripped = line.rstrip()
+    if stripped.endswith(rest):
+        return stripped[: len(stripped) - len(rest)]
+    return line
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _stop(text: str, cur_line: str, one_line: bool, next_line: str, full: bool) -> tuple[bool, str]:
+    """Whether the text is complete, and the text cut where it ends.
+
+    ``cur_line``: the text of the cursor's line before the hole. One line: ends at its newline.
+    A block: ends before a complete line that dedents below the block (at or below the cursor
+    line when that line opens a block with ``:``/``{``, below the first line otherwise), that
+    repeats the first line after the hole, or at two blank lines.
+    """
+    if one_line:
+        if "\n" in text:
+            return True, text[: text.index("\n") + 1]
+        return full, text
+    lines = text.split("\n")
+    first = cur_line + lines[0]
+    opens = not lines[0].strip() and first.rstrip().endswith((":", "{", "(", "["))  # the user's line opened it
+    base = None if not first.strip() else _indent(first) + (1 if opens else 0)
+    for i, ln in enumerate(lines[1:-1], start=1):  # complete lines after the cursor's
+        if not ln.strip():
+            continue
+        if base is None:
+            base = _indent(ln)
+        if _indent(ln) < base or (next_line and ln.strip() == next_line):
+            return True, "\n".join(lines[:i]) + "\n"
+    if "\n\n\n" in text:
+        return True, text[: text.index("\n\n\n") + 1]
+    return full, text
+
+
+def _common_prefix(a: tuple, b: tuple) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n
+    while lo < hi:  # binary search on the first difference
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte <-> printable character table (byte-level BPE vocabularies are written in it)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+_BYTE_DECODER = {c: b for b, c in _bytes_to_unicode().items()}
