@@ -225,6 +225,7 @@ class CausalEngine:
         self.window = int(self.meta.get("window", 512))
         self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
         self.comment = self.meta.get("prompt", {}).get("comment", "#")
+        self.suffix_style = os.environ.get("UNMASK_SUFFIX_STYLE") or self.meta.get("prompt", {}).get("suffix", "comments")
         self._cache: OrderedDict[int, _Entry] = OrderedDict()
         self._cache_size = cache_size
         self._heal_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
@@ -241,7 +242,7 @@ class CausalEngine:
     # -- context and cache ------------------------------------------------------------------
     def _context(self, before: str, after: str, room: int) -> tuple[list[int], bytes]:
         """Token ids of the context (suffix comments, then the prefix minus its healed last token)."""
-        head = suffix_as_comments(after, self.comment) if after else ""
+        head = suffix_as_comments(after, self.comment) if after and self.suffix_style == "comments" else ""
         cap = room * 8
         before = before[-cap:] if len(before) > cap else before
         h_ids = self.tok.encode(head) if head else []
@@ -316,8 +317,12 @@ class CausalEngine:
         t0: float,
         room: int | None = None,
         step0: int = 0,
-    ) -> Iterator[tuple[int, str, list[float], bool, float]]:
-        """Yield (step, text, token confidences, done, encode ms) per generated token."""
+    ) -> Iterator[tuple[int, str, list[float], bool, float, bool]]:
+        """Yield (step, text, token confidences, last, encode ms, late) per generated token.
+
+        ``last``: no more tokens come: the text is complete, or (``late``) the deadline leaves no
+        time for another one.
+        """
         ids, heal = self._context(before, after, room or self.window - max_new - 1)
         logits, past = self._prefill(ids)
         enc_ms = (time.perf_counter() - t0) * 1000
@@ -342,22 +347,22 @@ class CausalEngine:
             tok, conf = -1, 0.0
             top = int(np.argmax(q))
             order = [top]
-            if one_line and not raw[len(heal) :]:  # the first text token may be rejected below: rank more
+            if one_line and not _text(raw, heal).strip():  # the first text token may be rejected below: rank more
                 k = min(64, len(q) - 1)
                 part = np.argpartition(-q, k)[:k]
                 order += [int(x) for x in part[np.argsort(-q[part])] if x != top]
             for j in order:
                 t = int(j if cand is None else cand[j])
                 tail = self._bytes[t][int(used[j]) :] if cand is not None else self._bytes[t]
-                if one_line and not _text(raw, heal) and tail[:1] == b"\n":
-                    continue  # a one-line suggestion does not start with an empty line
+                if one_line and not _text(raw, heal).strip() and b"\n" in tail:
+                    continue  # a one-line suggestion is not an empty line
                 tok, conf = t, float(q[j]) / norm
                 break
             if tok < 0:
                 tok, conf = int(np.argmax(p)), float(p.max())
             step += 1
             if tok in self.tok.control_ids:
-                yield step, _text(raw, heal), confs, True, enc_ms
+                yield step, _text(raw, heal), confs, True, enc_ms, False
                 return
             b = self._bytes[tok]
             if rest:
@@ -370,12 +375,9 @@ class CausalEngine:
             stop, text = _stop(text, cur_line, one_line, first_suffix_line, len(confs) >= max_new)
             if one_line and rest_of_line and (stop or text.endswith(rest_of_line)):
                 stop, text = True, _before_rest(text, rest_of_line)
-            if stop:
-                yield step, text, confs, True, enc_ms
-                return
-            yield step, text, confs, False, enc_ms
-            now = time.perf_counter()
-            if deadline is not None and now + last_step > deadline:
+            late = deadline is not None and time.perf_counter() + last_step > deadline
+            yield step, text, confs, stop or late, enc_ms, late and not stop
+            if stop or late:  # late: another token would end past the deadline
                 return
             t = time.perf_counter()
             lgs, past = self.backend.step([tok], [pos], causal_bias(pos, 1), past, 0)
@@ -425,15 +427,14 @@ class CausalEngine:
         for h, ((before, after), bucket) in enumerate(zip(prompts, buckets)):
             single = one_line if one_line is not None else bucket < BLOCK_BUCKET
             cap = min(bucket, steps) if steps else bucket
-            done = False
-            for step, text, c, done, e in self._generate(
+            for step, text, c, last, e, late in self._generate(
                 before, after, cap, one_line=single, deadline=deadline, t0=t0, step0=step
             ):
                 enc_ms = enc_ms or e
                 texts[h], confs[h] = text, list(c)
-                yield _draft(step, texts, confs, t0, enc_ms, done and h == n - 1)
-            if not done:  # the deadline: the drafts so far are the answer
-                return
+                yield _draft(step, texts, confs, t0, enc_ms, last and (h == n - 1 or late))
+                if late:  # the drafts so far are the answer; later holes stay empty
+                    return
 
     def stream(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> Iterator[InfillDraft]:
         oracle = kw.pop("oracle_length", None)

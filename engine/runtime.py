@@ -31,7 +31,12 @@ class ModelError(RuntimeError):
 
 
 def default_model_dir() -> Path:
-    return Path(str(resources.files("unmask.engine") / "models" / "default"))
+    return model_dir("default")
+
+
+def model_dir(name: str) -> Path:
+    """A model shipped in the package: ``default`` (the product's), ``denoiser`` (the from-scratch one)."""
+    return Path(str(resources.files("unmask.engine") / "models" / name))
 
 
 @dataclass

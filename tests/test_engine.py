@@ -1,15 +1,17 @@
-"""The engine on the shipped model: windowing, several holes in one batch, oracle length, deadlines."""
+"""The denoiser engine (the from-scratch model in engine/models/denoiser): windowing, several holes in one batch,
+oracle length, deadlines."""
 
 from __future__ import annotations
 
 import pytest
 
 from unmask.engine.infill import Engine
+from unmask.engine.runtime import model_dir
 
 
 @pytest.fixture(scope="module")
 def eng():
-    e = Engine()
+    e = Engine({"path": str(model_dir("denoiser"))})
     e.warmup()
     return e
 

@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from unmask.engine.export import export_onnx, load_npz  # noqa: E402
-from unmask.engine.runtime import ModelInfo, OnnxBackend, TorchBackend  # noqa: E402
+from unmask.engine.runtime import ModelInfo, OnnxBackend, TorchBackend, model_dir  # noqa: E402
 from unmask.engine.tokenizer import Tokenizer  # noqa: E402
 
-INFO = ModelInfo.load(None)
+INFO = ModelInfo.load(model_dir("denoiser"))
 TOK = Tokenizer.from_file(INFO.file("tokenizer.json"))
 PREFIX = "def mean(values):\n    total = 0\n    for v in values:\n        total += v\n"
 SUFFIX = "\n\n\ndef median(values):\n    s = sorted(values)\n    return s[len(s) // 2]\n"

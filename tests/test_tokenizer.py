@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unmask.engine.runtime import ModelInfo
+from unmask.engine.runtime import ModelInfo, model_dir
 from unmask.engine.tokenizer import SPECIAL_TOKENS, Tokenizer
 
-TOK = Tokenizer.from_file(ModelInfo.load(None).file("tokenizer.json"))
+TOK = Tokenizer.from_file(ModelInfo.load(model_dir("denoiser")).file("tokenizer.json"))
 
 code_alphabet = st.sampled_from(list("abcdefxyz_0123456789 \t\r\n()[]{}:;,.'\"#=+-*/\\<>|&%$@!?`~^"))
 code_like = st.lists(st.one_of(code_alphabet, st.characters()), max_size=300).map("".join)

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from unmask.engine import train  # noqa: E402
-from unmask.engine.runtime import ModelInfo  # noqa: E402
+from unmask.engine.runtime import ModelInfo, model_dir  # noqa: E402
 
 SNIPPET = '''def add(a, b):
     """Return the sum of a and b."""
@@ -39,7 +39,7 @@ def test_training_reduces_loss_and_resumes(tmp_path):
     corpus = _corpus(tmp_path)
     out = tmp_path / "run"
     out.mkdir()
-    shutil.copy(ModelInfo.load(None).file("tokenizer.json"), out / "tokenizer.json")
+    shutil.copy(ModelInfo.load(model_dir("denoiser")).file("tokenizer.json"), out / "tokenizer.json")
     args = [
         "--out",
         str(out),
@@ -90,7 +90,7 @@ def test_causal_fim_baseline_trains(tmp_path):
     corpus = _corpus(tmp_path)
     out = tmp_path / "ar"
     out.mkdir()
-    shutil.copy(ModelInfo.load(None).file("tokenizer.json"), out / "tokenizer.json")
+    shutil.copy(ModelInfo.load(model_dir("denoiser")).file("tokenizer.json"), out / "tokenizer.json")
     train.main(
         ["--out", str(out), "--corpus", str(corpus), "--causal", "--d-model", "64", "--layers", "2", "--heads", "2"]
         + ["--ffn", "128", "--seq-len", "96", "--batch", "8", "--lr", "3e-3", "--warmup", "5", "--no-progress"]
