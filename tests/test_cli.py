@@ -64,12 +64,13 @@ def test_missing_model_is_one_clear_message(tmp_path):
 
 
 def test_corrupt_model_file_is_named(tmp_path):
+    """The denoiser's model files (the default model keeps only model.json in the package)."""
     import shutil
 
-    from unmask.engine.runtime import default_model_dir
+    from unmask.engine.runtime import model_dir
 
     d = tmp_path / "m"
-    shutil.copytree(default_model_dir(), d)
+    shutil.copytree(model_dir("denoiser"), d)
     (d / "step.onnx").write_bytes(b"not an onnx file")
     r = run("complete", __file__, "--line", "0", "--col", "0", "--model", str(d))
     assert r.returncode != 0 and "step.onnx" in r.stderr and "Traceback" not in r.stderr
