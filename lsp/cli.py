@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from unmask.lsp.shape import auto_bucket
 
@@ -59,70 +60,266 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-ms", type=float, default=None, help="deadline per completion (anytime decoding)")
 
 
+BUCKET_MAX = 256  # the longest answer a row may ask for (tokens); fits every shipped model's window
+
+INFILL_ROWS = f"""\
+Input: one JSON object per line, UTF-8:
+  {{"id": ANY, "prefix": STR, "suffix": STR, "bucket": INT}}
+  prefix   required: the text before the hole
+  suffix   optional (default ""): the text after the hole
+  id       optional: copied to the output row
+  bucket   optional: the longest answer in tokens, an integer from 1 to {BUCKET_MAX}
+           (the default model also stops at --steps tokens); default: chosen from
+           the text (a line or a block)
+Output: one JSON object per input row, in input order, written and flushed as soon as it is
+computed: {{"id", "completion", "ms", "steps", "confidence"}}, or for a row that cannot be used
+(not UTF-8, not JSON, not an object, a missing or wrong field) or that the model fails on:
+{{"id": ID or null, "error": "what is wrong", "line": N}} (N counts from 1), plus a line on
+stderr; the batch goes on. Exit status 0 when the batch ran (error rows included); 2 when the
+input cannot be read or the output cannot be written."""
+
+
+SOURCE_NOTE = """\
+Positions are 0-based: --line counts lines (each ends at \\n), --col counts UTF-16 code units
+from the start of the line, as LSP clients and `unmask context` do (a character outside the
+Basic Multilingual Plane, e.g. an emoji, is two). A position outside the file, or inside such a
+character, is an error (exit status 2), as is a missing or unreadable file. A file that is not
+UTF-8 is read as Latin-1 (ISO-8859-1: every byte one character), with a note on stderr."""
+
+
+def _die(msg: str) -> NoReturn:
+    """One clear line on stderr, exit status 2 (a usage or input problem)."""
+    print(f"unmask: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _open_error(path: str, e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return f"no such file: {path}"
+    if isinstance(e, IsADirectoryError):
+        return f"{path} is a directory, not a file"
+    if isinstance(e, PermissionError):
+        return f"cannot open {path}: permission denied"
+    return f"cannot open {path}: {e.strerror or e}"
+
+
+class BadRow(Exception):
+    """An input row that cannot be used; ``str(e)`` is the message for a person."""
+
+    def __init__(self, msg: str, rid=None):
+        super().__init__(msg)
+        self.rid = rid
+
+
+def _json_kind(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return json.dumps(v)
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number"}.get(type(v), type(v).__name__)
+
+
+def _show(v) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def parse_row(raw: bytes) -> tuple[object, str, str, int | None]:
+    """(id, prefix, suffix, bucket or None) of one input line, or :class:`BadRow`."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        try:  # say which row it was, if the rest of it reads
+            rec = json.loads(raw.decode("utf-8", "replace"))
+            rid = rec.get("id") if isinstance(rec, dict) else None
+        except ValueError:
+            rid = None
+        raise BadRow(
+            f"not valid UTF-8: byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line "
+            "(the input must be UTF-8; re-encode the file, e.g. with iconv -f latin1 -t utf-8)",
+            rid,
+        ) from None
+    why = ""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        why = f"{e.msg} at column {e.colno}"
+    except RecursionError:
+        why = "nested too deeply"
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        why = str(e)
+    if why:
+        raise BadRow(
+            f'not valid JSON ({why}); each line must be one JSON object {{"id": ..., "prefix": "...", "suffix": "..."}}'
+        )
+    if not isinstance(rec, dict):
+        raise BadRow(
+            f'must be a JSON object {{"id": ..., "prefix": "...", "suffix": "..."}}, not a JSON {_json_kind(rec)}'
+        )
+    rid = rec.get("id")
+    if "prefix" not in rec:
+        raise BadRow('missing field "prefix" (required: a string, the text before the hole)', rid)
+    prefix, suffix, bucket = rec["prefix"], rec.get("suffix", ""), rec.get("bucket")
+    if not isinstance(prefix, str):
+        raise BadRow(
+            f'field "prefix" must be a string (the text before the hole), not a JSON {_json_kind(prefix)}', rid
+        )
+    if not isinstance(suffix, str):
+        raise BadRow(
+            f'field "suffix" must be a string (the text after the hole) or left out, not a JSON {_json_kind(suffix)}',
+            rid,
+        )
+    if bucket is not None and (
+        isinstance(bucket, bool) or not isinstance(bucket, int) or not 1 <= bucket <= BUCKET_MAX
+    ):
+        raise BadRow(
+            f'field "bucket" must be an integer from 1 to {BUCKET_MAX} (the longest answer in tokens) '
+            f"or left out (chosen from the text); got {_show(bucket)}",
+            rid,
+        )
+    return rid, prefix, suffix, bucket
+
+
 def cmd_infill(args) -> None:
     import numpy as np
 
+    from unmask.engine.runtime import ModelError
+
+    try:  # input and output first: a typo should not cost a model load
+        src = open(args.jsonl, "rb") if args.jsonl != "-" else sys.stdin.buffer
+    except OSError as e:
+        _die(f"infill: {_open_error(args.jsonl, e)}")
+    if args.out != "-" and args.jsonl != "-" and Path(args.out).resolve() == Path(args.jsonl).resolve():
+        _die(f"infill: --out {args.out} is the input file; writing it would erase the input")
+    try:
+        out = open(args.out, "w", encoding="utf-8") if args.out != "-" else sys.stdout
+    except OSError as e:
+        _die(f"infill: {_open_error(args.out, e)}")
     t_load = time.perf_counter()
     eng = _engine(args)
     eng.warmup()
     load_ms = (time.perf_counter() - t_load) * 1000
-    src = open(args.jsonl, encoding="utf-8") if args.jsonl != "-" else sys.stdin
-    out = open(args.out, "w", encoding="utf-8") if args.out != "-" else sys.stdout
     lat = []
     n_bad = 0
-    for lineno, line in enumerate(src, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            prefix, suffix = rec["prefix"], rec.get("suffix", "")
-            if not isinstance(prefix, str) or not isinstance(suffix, str):
-                raise TypeError("prefix and suffix must be strings")
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            n_bad += 1
-            print(f"unmask infill: line {lineno}: skipped ({e})", file=sys.stderr)
-            out.write(json.dumps({"id": None, "error": str(e), "line": lineno}) + "\n")
-            continue
-        bucket = rec.get("bucket") or auto_bucket(prefix, suffix)
-        d = eng.infill(
-            prefix, suffix, bucket=bucket, steps=args.steps, threshold=args.threshold, budget_ms=args.budget_ms
-        )
-        lat.append(d.ms)
-        out.write(
-            json.dumps(
+
+    def emit(row: dict) -> None:
+        out.write(json.dumps(row) + "\n")
+        out.flush()
+
+    def bad(lineno: int, rid, msg: str) -> None:
+        nonlocal n_bad
+        n_bad += 1
+        print(f"unmask infill: line {lineno}: skipped: {msg}", file=sys.stderr, flush=True)
+        emit({"id": rid, "error": msg, "line": lineno})
+
+    try:
+        for lineno, raw in enumerate(src, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                rid, prefix, suffix, bucket = parse_row(raw)
+            except BadRow as e:
+                bad(lineno, e.rid, str(e))
+                continue
+            try:
+                d = eng.infill(
+                    prefix,
+                    suffix,
+                    bucket=bucket or auto_bucket(prefix, suffix),
+                    steps=args.steps,
+                    threshold=args.threshold,
+                    budget_ms=args.budget_ms,
+                )
+            except (ModelError, ValueError) as e:
+                bad(lineno, rid, f"the model failed on this row: {e}")
+                continue
+            lat.append(d.ms)
+            emit(
                 {
-                    "id": rec.get("id"),
+                    "id": rid,
                     "completion": d.text,
                     "ms": round(d.ms, 2),
                     "steps": d.step,
                     "confidence": round(d.confidence[0], 4),
                 }
             )
-            + "\n"
-        )
-        out.flush()
-    if out is not sys.stdout:
-        out.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        if src is not sys.stdin.buffer:
+            src.close()
+    tail = f"; {n_bad} bad lines" if n_bad else ""
     if lat:
         a = np.array(lat)
         amort = (a.sum() + load_ms) / len(a)
         print(
             f"{len(a)} spans: p50 {np.percentile(a, 50):.1f} ms, p95 {np.percentile(a, 95):.1f} ms, "
-            f"max {a.max():.1f} ms; model load {load_ms:.0f} ms; mean incl. load {amort:.1f} ms"
-            + (f"; {n_bad} bad lines" if n_bad else ""),
+            f"max {a.max():.1f} ms; model load {load_ms:.0f} ms; mean incl. load {amort:.1f} ms" + tail,
             file=sys.stderr,
         )
+    else:
+        print(f"0 spans; model load {load_ms:.0f} ms" + tail, file=sys.stderr)
+
+
+class PositionError(ValueError):
+    """A --line/--col that is not in the text; ``str(e)`` says why."""
+
+
+def read_source(path: str) -> str:
+    """The text of ``path``: UTF-8 (a byte order mark dropped); a file that is not UTF-8 is read as
+    Latin-1 (every byte one character, nothing lost), with a note on stderr. Unreadable: exit 2."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        _die(_open_error(path, e))
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n")
+        print(
+            f"unmask: {path} is not UTF-8 (byte 0x{raw[e.start]:02x} on line {line}, 0-based); "
+            "reading it as Latin-1 (ISO-8859-1)",
+            file=sys.stderr,
+        )
+        return raw.decode("latin-1")
+
+
+def cursor_offset(text: str, line: int, col: int) -> int:
+    """The index into ``text`` of the 0-based ``line`` and ``col``, the column in UTF-16 code units
+    (as in LSP and ``unmask context``). Lines end at ``\\n`` (a ``\\r`` before it is not a column).
+    Raises :class:`PositionError` outside the text or inside a character's surrogate pair."""
+    lines = text.split("\n")
+    if not 0 <= line < len(lines):
+        raise PositionError(f"--line {line} is outside the file: its lines are 0 to {len(lines) - 1} (0-based)")
+    cur = lines[line].removesuffix("\r")
+    width = len(cur.encode("utf-16-le")) // 2
+    if not 0 <= col <= width:
+        raise PositionError(
+            f"--col {col} is outside line {line}: it is {width} UTF-16 code units long, so columns are 0 to {width}"
+        )
+    units = i = 0
+    while units < col:
+        units += 2 if ord(cur[i]) > 0xFFFF else 1
+        i += 1
+    if units != col:
+        raise PositionError(
+            f"--col {col} is inside the character {cur[i - 1]!r} on line {line} (it takes two UTF-16 code units); "
+            f"use {col - 1} or {col + 1}"
+        )
+    return sum(len(x) + 1 for x in lines[:line]) + i
+
+
+def _cut(path: str, line: int, col: int) -> tuple[str, str]:
+    text = read_source(path)
+    try:
+        off = cursor_offset(text, line, col)
+    except PositionError as e:
+        _die(f"{path}: {e}")
+    return text[:off], text[off:]
 
 
 def cmd_complete(args) -> None:
-    text = Path(args.file).read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True) or [""]
-    if not 0 <= args.line < max(1, len(lines)) + (1 if text.endswith("\n") else 0):
-        sys.exit(f"unmask: line {args.line} is outside {args.file} ({len(lines)} lines, 0-based)")
-    offset = sum(len(x) for x in lines[: args.line])
-    cur = lines[args.line] if args.line < len(lines) else ""
-    col = min(args.col, len(cur.rstrip("\r\n")))
-    prefix, suffix = text[: offset + col], text[offset + col :]
+    prefix, suffix = _cut(args.file, args.line, args.col)
     eng = _engine(args)
     bucket = auto_bucket(prefix, suffix)
     d = eng.infill(prefix, suffix, bucket=bucket, steps=args.steps, threshold=args.threshold, budget_ms=args.budget_ms)
@@ -143,10 +340,7 @@ def cmd_demo(args) -> None:
 
     console = Console()
     if args.file:
-        text = Path(args.file).read_text(encoding="utf-8")
-        lines = text.splitlines(keepends=True)
-        off = sum(len(x) for x in lines[: args.line]) + args.col
-        prefix, suffix = text[:off], text[off:]
+        prefix, suffix = _cut(args.file, args.line, args.col)
     else:
         prefix, suffix = DEMO_PREFIX, DEMO_SUFFIX
     t0 = time.perf_counter()
@@ -166,23 +360,31 @@ def cmd_demo(args) -> None:
         body.append(draft_text, style="bold green" if done else "bold yellow")
         body.append(suf_head, style="dim")
         return Group(
-            Panel(body, title="unmask demo: masked-diffusion infill", subtitle=f"confidence {conf:.2f}"),
+            Panel(body, title="unmask demo: watch the completion grow", subtitle=f"confidence {conf:.2f}"),
             Text("\n".join(log[-8:]), style="cyan"),
         )
 
+    # The model runs first, undisturbed: each draft keeps its own time stamp (d.ms), and the
+    # deadline (--budget-ms) counts model work only. Then the drafts are replayed for the eyes.
+    with console.status("[dim]the model is working...[/dim]"):
+        drafts = list(
+            eng.stream(
+                prefix, suffix, bucket=bucket, steps=args.steps, threshold=args.threshold, budget_ms=args.budget_ms
+            )
+        )
+    if not drafts:
+        console.print("[bold]no draft[/bold] within the budget")
+        return
     with Live(view("", 0.0, False), console=console, refresh_per_second=30, transient=False) as live:
-        for d in eng.stream(
-            prefix, suffix, bucket=bucket, steps=args.steps, threshold=args.threshold, budget_ms=args.budget_ms
-        ):
+        for i, d in enumerate(drafts):
+            if i and args.delay:
+                time.sleep(args.delay)
             log.append(f"step {d.step:2d}  {d.ms:7.1f} ms  (encode {d.encode_ms:.1f} ms)  {d.text!r}"[:160])
             live.update(view(d.text, d.confidence[0], d.done))
-            if args.delay:
-                time.sleep(args.delay)
     console.print()
-    console.print(
-        f"[bold]done[/bold] in {d.ms:.1f} ms of model time over {d.step} steps "
-        f"(the {args.delay * 1000:.0f} ms pause per draft is only for your eyes)"
-    )
+    console.print(f"[bold]done[/bold] in {d.ms:.1f} ms of model time over {d.step} steps")
+    if args.delay:
+        console.print(f"[dim](replayed with a {args.delay * 1000:.0f} ms pause per draft, not counted)[/dim]")
 
 
 def cmd_eval(args) -> None:
@@ -259,22 +461,44 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="unmask", description="local masked-diffusion code completion")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    p = sub.add_parser("infill", help="batch infill: JSONL {id, prefix, suffix} -> {id, completion, ms, steps}")
-    p.add_argument("--jsonl", required=True, help="input JSONL ('-' for stdin)")
+    p = sub.add_parser(
+        "infill",
+        help="batch infill: JSONL {id, prefix, suffix, bucket} -> {id, completion, ms, steps} or {id, error}",
+        description="Fill the hole between prefix and suffix for every row of a JSONL file.",
+        epilog=INFILL_ROWS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--jsonl", required=True, help="input JSONL, UTF-8 ('-' for stdin)")
     p.add_argument("--out", required=True, help="output JSONL ('-' for stdout)")
     _add_engine_args(p)
 
-    p = sub.add_parser("complete", help="complete FILE at a 0-based line/column and print timings")
-    p.add_argument("file")
-    p.add_argument("--line", type=int, required=True)
-    p.add_argument("--col", type=int, required=True)
+    p = sub.add_parser(
+        "complete",
+        help="complete FILE at a 0-based line/column and print timings",
+        epilog=SOURCE_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", help="the file (UTF-8; otherwise read as Latin-1, with a note)")
+    p.add_argument("--line", type=int, required=True, help="0-based line (lines end at \\n)")
+    p.add_argument("--col", type=int, required=True, help="0-based column in UTF-16 code units, as in LSP")
     _add_engine_args(p)
 
-    p = sub.add_parser("demo", help="watch a completion denoise live in the terminal")
-    p.add_argument("file", nargs="?")
-    p.add_argument("--line", type=int, default=0)
-    p.add_argument("--col", type=int, default=0)
-    p.add_argument("--delay", type=float, default=0.25, help="pause between drafts so you can watch (s)")
+    p = sub.add_parser(
+        "demo",
+        help="watch a completion grow draft by draft in the terminal",
+        epilog=SOURCE_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", nargs="?", help="complete in this file (default: a built-in example)")
+    p.add_argument("--line", type=int, default=0, help="0-based line in FILE")
+    p.add_argument("--col", type=int, default=0, help="0-based column in FILE, in UTF-16 code units")
+    p.add_argument(
+        "--delay",
+        type=float,
+        default=0.25,
+        help="pause between drafts when they are replayed, so you can watch (s); "
+        "the model runs first, so neither its time nor --budget-ms includes the pauses",
+    )
     _add_engine_args(p)
 
     p = sub.add_parser("eval", help="HumanEval infilling: pass@1 and exact match")
