@@ -68,9 +68,8 @@ Input: one JSON object per line, UTF-8:
   prefix   required: the text before the hole
   suffix   optional (default ""): the text after the hole
   id       optional: copied to the output row
-  bucket   optional: the longest answer in tokens, an integer from 1 to {BUCKET_MAX}
-           (the default model also stops at --steps tokens); default: chosen from
-           the text (a line or a block)
+  bucket   optional: the longest answer in tokens, an integer from 1 to {BUCKET_MAX};
+           default: chosen from the text (a line or a block)
 Output: one JSON object per input row, in input order, written and flushed as soon as it is
 computed: {{"id", "completion", "ms", "steps", "confidence"}}, or for a row that cannot be used
 (not UTF-8, not JSON, not an object, a missing or wrong field) or that the model fails on:
