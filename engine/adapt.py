@@ -435,7 +435,7 @@ def parse_train(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--accum", type=int, default=4, help="micro-batches per optimizer step")
     ap.add_argument("--max-ctx", type=int, default=384)
     ap.add_argument("--max-mid", type=int, default=64)
-    ap.add_argument("--views", type=int, default=2, help="block sizes trained per hole (one shared context)")
+    ap.add_argument("--views", type=int, default=3, help="block sizes trained per hole (one shared context)")
     ap.add_argument("--complementary", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--eps", type=float, default=0.05)
     ap.add_argument("--block-weights", default=",".join(map(str, BLOCK_WEIGHTS)), help=f"for B in {BLOCK_SIZES}")
@@ -584,7 +584,7 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
             lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
         return lr
 
-    if counters["step"] == 0 and not state:
+    if a.val_every and counters["step"] == 0 and not state:
         validate()  # the base before any training
     t_end = time.time() + a.minutes * 60
     last_ckpt = time.time()
