@@ -352,6 +352,7 @@ class CausalEngine:
         block_steps: int | None = None,
         threshold: float = 0.9,
         suffix: bool = True,
+        max_calls: int | None = None,
     ) -> Iterator[tuple[int, str, list[float], bool, float, bool]]:
         """Yield (step, text, token confidences, last, encode ms, late) after every model call.
 
@@ -431,8 +432,9 @@ class CausalEngine:
                         break
                 step += 1
                 late = not stop and deadline is not None and time.perf_counter() + last_call > deadline
-                yield step, text, confs, stop or late, enc_ms, late
-                if stop or late:
+                capped = max_calls is not None and step - step0 >= max_calls
+                yield step, text, confs, stop or late or capped, enc_ms, late
+                if stop or late or capped:
                     return
                 t = time.perf_counter()
                 if all(done):  # the finished block into the cache; its last row predicts the next slot
@@ -462,15 +464,16 @@ class CausalEngine:
         """Drafts, one per model call, for the hole(s) of ``pieces`` (holes filled in order).
 
         buckets: each hole's token cap (below BLOCK_BUCKET: one line, a block of lines otherwise).
+        steps: the most model calls per hole (1 = one token left to right);
         block: slots decoded together (default: the model's ``decoding.block``; 1 = left to right);
-        block_steps: model calls per block (default: the model's, else ``block``), at most ``steps``;
+        block_steps: model calls per block (default: the model's, else ``block``);
         threshold: a slot is committed once at least this likely (at least one per step).
         remask does not apply.
         """
         del remask
         dec = self.meta.get("decoding", {})
         block = int(block or dec.get("block", 1))
-        block_steps = min(int(block_steps or dec.get("block_steps", block)), max(1, steps))
+        block_steps = int(block_steps or dec.get("block_steps", block))
         t0 = time.perf_counter()
         n = len(pieces) - 1
         buckets = list(buckets or [LINE_BUCKET] * n)
@@ -486,6 +489,7 @@ class CausalEngine:
             block=block,
             block_steps=block_steps,
             threshold=threshold,
+            max_calls=steps or None,
         )
 
     def _holes(self, prompts, buckets, deadline, t0, one_line, **dec) -> Iterator[InfillDraft]:

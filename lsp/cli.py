@@ -55,7 +55,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: runtime default)")
-    p.add_argument("--steps", type=int, default=32, help="denoising step cap")
+    p.add_argument("--steps", type=int, default=32, help="the most model calls per hole (left to right: tokens)")
     p.add_argument("--threshold", type=float, default=0.9, help="commit slots at least this confident")
     p.add_argument("--budget-ms", type=float, default=None, help="deadline per completion (anytime decoding)")
 

@@ -26,7 +26,7 @@ class Settings:
     latency_budget_ms: int = DEFAULT_BUDGET_MS  # deadline of an automatic completion (anytime decoding)
     invoked_budget_ms: int = 1000  # deadline when the user asked explicitly (Invoked trigger)
     min_confidence: float = 0.4  # automatic completions below this mean token confidence are not shown
-    steps: int = 32  # denoising step cap
+    steps: int = 32  # the most model calls per completion (left to right: tokens)
     threshold: float = 0.9  # the sampler commits slots at least this confident per step
     model_path: str | None = None  # model directory (None: the --model flag or the shipped model)
     enabled_languages: tuple[str, ...] = ("*",)  # languageIds to complete in; "*" means all
