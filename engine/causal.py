@@ -225,6 +225,7 @@ class CausalEngine:
         self.backend = OnnxDecoder(rt / "model.onnx", c["n_layer"], c["n_kv_head"], c["d_model"] // c["n_head"], **cfg)
         self.window = int(self.meta.get("window", 512))
         self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
+        self.long_bucket = int(self.meta.get("long_bucket", 128))  # tokens for a multi-line hole in batch use
         self.comment = self.meta.get("prompt", {}).get("comment", "#")
         self.suffix_style = os.environ.get("UNMASK_SUFFIX_STYLE") or self.meta.get("prompt", {}).get(
             "suffix", "comments"
@@ -431,7 +432,13 @@ class CausalEngine:
                     if stop:
                         break
                 step += 1
-                late = not stop and deadline is not None and time.perf_counter() + last_call > deadline
+                # the deadline ends decoding once there is text to show (a cold prefill may have eaten the budget)
+                late = (
+                    not stop
+                    and deadline is not None
+                    and bool(text.strip())
+                    and time.perf_counter() + last_call > deadline
+                )
                 capped = max_calls is not None and step - step0 >= max_calls
                 yield step, text, confs, stop or late or capped, enc_ms, late
                 if stop or late or capped:

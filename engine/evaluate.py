@@ -96,7 +96,7 @@ def complete(
             task["prompt"], task["suffix"], oracle_length=n, steps=steps, threshold=threshold, budget_ms=budget_ms
         )
     else:
-        bucket = LINE_BUCKET if which == "single" else BLOCK_BUCKET
+        bucket = LINE_BUCKET if which == "single" else getattr(eng, "long_bucket", BLOCK_BUCKET)
         d = eng.infill(
             task["prompt"],
             task["suffix"],

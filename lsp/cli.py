@@ -395,10 +395,10 @@ def cmd_eval(args) -> None:
     if not data.is_dir():
         sys.exit(f"unmask: evaluation data not found at {data} (pass --data)")
     report: dict = {"model": str(eng.info.path), "backend": eng.backend.name, "sets": {}}
-    limits = {"single": args.limit_single, "multi": args.limit_multi, "random": 0}
+    limits = {"single": args.limit_single, "multi": args.limit_multi, "random": args.limit_random}
     for which in args.sets.split(","):
         tasks = ev.load_tasks(data, which, limits.get(which, 0))
-        for oracle in (False, True):
+        for oracle in (False, True) if args.oracle else (False,):
             rs = ev.evaluate(
                 eng, tasks, which, oracle=oracle, steps=args.steps, threshold=args.threshold, budget_ms=args.budget_ms
             )
@@ -505,6 +505,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sets", default="single,multi,random")
     p.add_argument("--limit-single", type=int, default=0, help="evaluate an even spread of N tasks (0: all)")
     p.add_argument("--limit-multi", type=int, default=500)
+    p.add_argument("--limit-random", type=int, default=0, help="an even spread of N random-span tasks (0: all)")
+    p.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the given-length (oracle) runs")
     p.add_argument("--steps-table", action="store_true", help="also the quality-vs-steps table (single-line)")
     p.add_argument("--limit-table", type=int, default=300, help="single-line tasks per row of the steps table")
     p.add_argument("--write", action="store_true", help="store the numbers in the model's model.json")

@@ -61,7 +61,8 @@ def test_typing_reuses_the_context_cache(eng):
 
 def test_deadline_returns_the_draft_so_far(eng):
     d = eng.infill("def f(x):\n", "", bucket=64, budget_ms=1)
-    assert d.step == 1 and d.done  # the prefill's token is the answer: no time for another
+    # past the deadline from the start: decoding stops at the first token with text in it
+    assert d.done and d.text.strip() and len(d.token_confidence[0]) <= 3, d.text
 
 
 def test_window_keeps_the_text_nearest_the_hole(eng):

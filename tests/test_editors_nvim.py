@@ -128,6 +128,20 @@ def test_ghost_text_appears_and_tab_accepts_it(session):
 
 
 @pytest.mark.slow
+def test_ghost_text_appears_with_default_settings(tmp_path):
+    """A new user's Neovim 0.12: no settings at all (the default confidence gate and budget) shows ghost text."""
+    nvim = nvim_binaries()["0.12"]
+    if nvim is None:
+        skip_unless_ci("no Neovim 0.12 binary")
+    settings = {"modelPath": os.environ["UNMASK_TEST_MODEL"]} if os.environ.get("UNMASK_TEST_MODEL") else {}
+    res = run_nvim(nvim, tmp_path, {"settings": settings, "next_edit": {"debounce_ms": 3_600_000}})
+    assert res["error"] is None, f"{res['error']}\nserver log:\n{res['server_log']}"
+    item = _answered(res)
+    assert item is not None and not res.get("no_items"), f"no suggestion under the default gate: {res['responses']}"
+    assert res["ghost"] and res["ghost"] == item["insertText"][len(res["line_before"]) :]
+
+
+@pytest.mark.slow
 def test_streaming_drafts_update_the_extmark(session):
     """Each ``unmask/draft`` step replaces the draft extmark at the cursor; the last one clears it."""
     row, col = session["inject_at"]
