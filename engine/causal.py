@@ -375,7 +375,7 @@ class CausalEngine:
         confs: list[float] = []
         raw = b""
         rest = heal
-        first_suffix_line = next((ln.strip() for ln in after.split("\n") if ln.strip()), "") if after else ""
+        next_lines = [ln.strip() for ln in after.split("\n")[:12] if ln.strip()][:3] if after else []
         last_call = 0.0
         step = step0
         cur_line = before[before.rfind("\n") + 1 :]
@@ -426,7 +426,7 @@ class CausalEngine:
                     if len(raw) > len(heal):
                         confs.append(slot_conf[n_used - 1])
                     text = _text(raw, heal)
-                    stop, text = _stop(text, cur_line, one_line, first_suffix_line, len(confs) >= max_new)
+                    stop, text = _stop(text, cur_line, one_line, next_lines, len(confs) >= max_new)
                     if one_line and rest_of_line and (stop or text.endswith(rest_of_line)):
                         stop, text = True, _before_rest(text, rest_of_line)
                     if stop:
@@ -638,13 +638,14 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def _stop(text: str, cur_line: str, one_line: bool, next_line: str, full: bool) -> tuple[bool, str]:
+def _stop(text: str, cur_line: str, one_line: bool, next_lines: list[str], full: bool) -> tuple[bool, str]:
     """Whether the text is complete, and the text cut where it ends.
 
     ``cur_line``: the text of the cursor's line before the hole. One line: ends at its newline.
     A block: ends before a complete line that dedents below the block (at or below the cursor
     line when that line opens a block with ``:``/``{``, below the first line otherwise), that
-    repeats the first line after the hole, or at two blank lines.
+    repeats the first line after the hole (or the second or third, when at least 8 characters
+    long: the model is writing what already follows), or at two blank lines.
     """
     if one_line:
         if "\n" in text:
@@ -659,7 +660,9 @@ def _stop(text: str, cur_line: str, one_line: bool, next_line: str, full: bool) 
             continue
         if base is None:
             base = _indent(ln)
-        if _indent(ln) < base or (next_line and ln.strip() == next_line):
+        st = ln.strip()
+        repeats = next_lines and (st == next_lines[0] or (len(st) >= 8 and st in next_lines[1:]))
+        if _indent(ln) < base or repeats:
             return True, "\n".join(lines[:i]) + "\n"
     if "\n\n\n" in text:
         return True, text[: text.index("\n\n\n") + 1]

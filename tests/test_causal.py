@@ -103,3 +103,13 @@ def test_a_corrupt_cached_base_names_the_file(tmp_path, monkeypatch):
     bad.write_bytes(b"GGUF but truncated")
     with pytest.raises(ModelError, match=str(bad.name)):
         prepare_runtime(ModelInfo.load(None), quiet=True)
+
+
+def test_a_block_stops_before_repeating_the_code_after_the_hole():
+    from unmask.engine.causal import _stop
+
+    text = "    total = 0\n    for x in xs:\n        total += x\n    return total\n"
+    after = ["for x in xs:", "total += x", "return total"]  # the first lines after the hole
+    assert _stop(text, "", False, after, False) == (True, "    total = 0\n")
+    # a short line that also appears later is not taken for a repeat unless it is the very next one
+    assert _stop("    x = 1\n    pass\n    y = 2\n", "", False, ["z = 3", "pass"], False)[0] is False
