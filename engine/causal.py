@@ -429,6 +429,10 @@ class CausalEngine:
                     stop, text = _stop(text, cur_line, one_line, next_lines, len(confs) >= max_new)
                     if one_line and rest_of_line and (stop or text.endswith(rest_of_line)):
                         stop, text = True, _before_rest(text, rest_of_line)
+                    elif rest_of_line and not one_line:  # a hole ending inside a line: where the line's rest begins
+                        cut = _rest_reached(text, rest_of_line)
+                        if cut is not None:
+                            stop, text = True, cut
                     if stop:
                         break
                 step += 1
@@ -632,6 +636,18 @@ def _before_rest(text: str, rest: str) -> str:
     if stripped.endswith(rest):
         return stripped[: len(stripped) - len(rest)]
     return line
+
+
+def _rest_reached(text: str, rest: str) -> str | None:
+    """The text up to where it writes ``rest`` (the code after the hole on its line) at a line's
+    end, or None: complete lines always count, the line being written once ``rest`` is 3+ chars."""
+    lines = text.split("\n")
+    for i, ln in enumerate(lines):
+        complete = i < len(lines) - 1
+        stripped = ln.rstrip()
+        if (complete or len(rest) >= 3) and stripped.endswith(rest) and len(stripped) > len(rest):
+            return "\n".join(lines[:i] + [stripped[: len(stripped) - len(rest)]])
+    return None
 
 
 def _indent(line: str) -> int:

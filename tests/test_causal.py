@@ -113,3 +113,11 @@ def test_a_block_stops_before_repeating_the_code_after_the_hole():
     assert _stop(text, "", False, after, False) == (True, "    total = 0\n")
     # a short line that also appears later is not taken for a repeat unless it is the very next one
     assert _stop("    x = 1\n    pass\n    y = 2\n", "", False, ["z = 3", "pass"], False)[0] is False
+
+
+def test_a_hole_ending_inside_a_line_stops_where_the_line_goes_on():
+    from unmask.engine.causal import _rest_reached
+
+    assert _rest_reached("x = [\n    1, 2]\n", "]") == "x = [\n    1, 2"
+    assert _rest_reached("foo(a, b", ", c)") is None
+    assert _rest_reached("foo(a, b, c)", ", c)") == "foo(a, b"
