@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="ar_vs_diffusion.py", description="diffusion vs autoregressive baseline, HumanEval single-line infilling"
     )
-    ap.add_argument("--model", help="diffusion model directory (default: the shipped model)")
+    ap.add_argument("--model", help="diffusion model directory (default: engine/models/denoiser)")
     ap.add_argument(
         "--extra-model",
         help="a second diffusion model (e.g. the shipped one, trained longer than --model): "
@@ -530,6 +530,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plots", default="bench/plots", help="directory for the PNGs ('' for none)")
     ap.add_argument("--replot", help="redraw plots and report from a JSON written earlier; run nothing")
     args = ap.parse_args(argv)
+    if not args.model:  # the from-scratch denoiser (the shipped model is the pretrained base now)
+        from unmask.engine.runtime import model_dir
+
+        args.model = str(model_dir("denoiser"))
 
     if args.replot:
         res = json.loads(Path(args.replot).read_text())

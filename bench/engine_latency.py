@@ -37,7 +37,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
-    info = ModelInfo.load(args.model)
+    from unmask.engine.runtime import model_dir
+
+    info = ModelInfo.load(args.model or model_dir("denoiser"))  # the from-scratch denoiser's encode/step graphs
     backends = {"onnx-int8": OnnxBackend(info, threads=args.threads)}
     try:
         from unmask.engine.export import export_onnx, load_npz

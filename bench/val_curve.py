@@ -1,13 +1,13 @@
 """Validation loss of several weight files on one fixed set of held-out batches (issue 8's learning curve).
 
-    python bench/val_curve.py engine/models/default/weights.npz old.npz ...   [--max-spans 8 --p-whole 0.25]
+    python bench/val_curve.py engine/models/denoiser/weights.npz old.npz ...   [--max-spans 8 --p-whole 0.25]
 
 Each training run validates on batches drawn with its own ``--max-spans``/``--p-whole``, so
 the numbers of runs with different recipes are not comparable. This scores every given
 ``weights.npz`` (or run ``weights.pt``) on the batches ``unmask train`` would build with the
 given recipe (seed 1234, the first 1% of ``data/corpus.jsonl``, never trained on), so a curve
 across runs and sessions is measured on the same windows. An old shipped model can be
-recovered from git: ``git show REV:engine/models/default/weights.npz > /tmp/w.npz``.
+recovered from git: ``git show REV:engine/models/denoiser/weights.npz > /tmp/w.npz``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("weights", nargs="+", type=Path)
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl"))
-    ap.add_argument("--tokenizer", type=Path, default=Path("engine/models/default/tokenizer.json"))
+    ap.add_argument("--tokenizer", type=Path, default=Path("engine/models/denoiser/tokenizer.json"))
     ap.add_argument("--max-spans", type=int, default=8)
     ap.add_argument("--p-whole", type=float, default=0.25)
     ap.add_argument("--seq-len", type=int, default=384)

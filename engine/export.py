@@ -1,6 +1,6 @@
 """Package a trained checkpoint as a shippable model directory.
 
-    python -m unmask.engine.export --run runs/base --out engine/models/default
+    python -m unmask.engine.export --run runs/base --out engine/models/denoiser
 
 Writes, each file at most 16 MB:
 
@@ -220,7 +220,7 @@ def pack_run(run: Path, dest: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="export a run to a model directory (ONNX + metadata)")
     ap.add_argument("--run", type=Path, default=Path("runs/base"))
-    ap.add_argument("--out", type=Path, default=Path("engine/models/default"))
+    ap.add_argument("--out", type=Path, default=Path("engine/models/denoiser"))
     ap.add_argument("--fp32", action="store_true", help="do not quantize the ONNX graphs")
     ap.add_argument("--window", type=int, default=384)
     args = ap.parse_args(argv)
