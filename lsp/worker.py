@@ -259,6 +259,8 @@ def _record(
     tr.add("queue", (t0 - job.submitted) * 1e3)
     encode = sum(ms for kind, ms in calls if kind == "encode")
     forward = [ms for kind, ms in calls if kind == "step"]
+    if len(forward) < len(walls):  # left to right, the first token comes from the encode's logits: no step call
+        forward = [0.0] * (len(walls) - len(forward)) + forward
     engine = (end - t0) * 1e3
     model = encode + sum(forward)
     if last is not None:
