@@ -12,17 +12,25 @@ without any training:
 * **The suffix in the context.** A causal model cannot look right, so the code after the
   hole is shown *before* the prefix, as line comments (``# ...``): suffix first, then prefix
   (SPM order). Typing only appends to the prefix, so the context's KV cache stays valid.
-* **Stopping.** A single-line hole ends at its first newline; a block ends at a control
-  token, at a line that dedents below the block's first line, or at a line that repeats the
-  line after the hole.
+* **Stopping.** A single-line hole ends at its first newline (the rest of the cursor's line is
+  never repeated); a block ends at a control token, at a line that dedents below the block,
+  at a line that repeats one of the next lines after the hole, or, for a hole ending inside a
+  line, where the generated line reaches that line's rest.
 
 The context's KV cache is kept across requests (a few entries, least recently used out):
 a new request reuses the longest cached token prefix of its context and prefills only the
 rest, so a keystroke costs the few new tokens, not the whole context. ``stats`` counts hits.
 
-Every generated token yields a complete :class:`~unmask.engine.infill.InfillDraft` (anytime);
-a deadline stops before a step that would overrun. Multi-hole requests (next-edit) decode
-their holes one after another, each with the edit history in its context.
+**Block diffusion** (``block`` > 1, the adaptation's target; layout in :mod:`.adapt`): slots are
+decoded a block at a time, a block's first slot from the logits before it and slot i from the
+block's row i - 1 (token shift), committing in parallel the slots that clear ``threshold``;
+``block = 1`` is exactly left-to-right decoding.
+
+Every model call yields a complete :class:`~unmask.engine.infill.InfillDraft` (anytime); a
+deadline stops before a call that would overrun, once there is text to show. Next-edit
+requests are one left-to-right pass over the edit history (as comments) and the file excerpts,
+their holes generated where they stand; a proposal counts only as sure as it is likelier than
+the text there now.
 
 It knows tokens, prompts and the stop rules; it knows nothing about editors, LSP or syntax.
 The runtime graph is built on first use from the base GGUF (:mod:`.base`,
@@ -65,7 +73,7 @@ def runtime_dir(info: ModelInfo) -> Path:
 def prepare_runtime(info: ModelInfo, *, quiet: bool = False) -> Path:
     """The runtime model directory (``model.onnx``, ``tokenizer.json``), built on first use."""
     out = runtime_dir(info)
-    if (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file():
+    if all((out / f).is_file() for f in ("model.onnx", "tokenizer.json", "config.json")):
         return out
     from .base import BaseModelError
 
@@ -82,11 +90,11 @@ def prepare_runtime(info: ModelInfo, *, quiet: bool = False) -> Path:
 
         model = build(cfg, weights, info.meta.get("quant", "q8"))
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f"model.onnx.{os.getpid()}.part"
-        tmp.write_bytes(model.SerializeToString())
-        os.replace(tmp, out / "model.onnx")
         (out / "tokenizer.json").write_text(tokenizer_json(gguf))
         (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "seconds": time.perf_counter() - t0}))
+        tmp = out / f"model.onnx.{os.getpid()}.part"
+        tmp.write_bytes(model.SerializeToString())
+        os.replace(tmp, out / "model.onnx")  # last: its presence means the directory is complete
     except BaseModelError as e:
         raise ModelError(str(e)) from e
     except ImportError as e:
