@@ -253,14 +253,15 @@ class CausalEngine:
         return bytes(_BYTE_DECODER.get(ch, 0) for ch in s)
 
     # -- context and cache ------------------------------------------------------------------
-    def _context(self, before: str, after: str, room: int) -> tuple[list[int], bytes]:
+    def _context(self, before: str, after: str, room: int, comment: str | None = None) -> tuple[list[int], bytes]:
         """Token ids of the context (suffix comments, then the prefix minus its healed last token)."""
-        head = suffix_as_comments(after, self.comment) if after and self.suffix_style == "comments" else ""
+        comment = comment or self.comment
+        head = suffix_as_comments(after, comment) if after and self.suffix_style == "comments" else ""
         cap = room * 8
         before = before[-cap:] if len(before) > cap else before
         h_ids = self.tok.encode(head) if head else []
         if len(h_ids) > room // 3:
-            h_ids = self.tok.encode(suffix_as_comments(after, self.comment, max_lines=3))[: room // 3]
+            h_ids = self.tok.encode(suffix_as_comments(after, comment, max_lines=3))[: room // 3]
         p_ids = self.tok.encode(before)
         keep = room - len(h_ids)
         if len(p_ids) > keep:  # cut on the left at a line start, so the cut stays put while typing
@@ -362,6 +363,7 @@ class CausalEngine:
         threshold: float = 0.9,
         suffix: bool = True,
         max_calls: int | None = None,
+        comment: str | None = None,
     ) -> Iterator[tuple[int, str, list[float], bool, float, bool]]:
         """Yield (step, text, token confidences, last, encode ms, late) after every model call.
 
@@ -373,7 +375,7 @@ class CausalEngine:
         block in ``block_steps`` steps), a control token only at the leftmost open slot, healed
         bytes left to right. A finished block is run once more to extend the cache.
         """
-        ids, heal = self._context(before, after if suffix else "", room or self.window - max_new - 1)
+        ids, heal = self._context(before, after if suffix else "", room or self.window - max_new - 1, comment)
         logits, past = self._prefill(ids)
         enc_ms = (time.perf_counter() - t0) * 1000
         pos = len(ids)
@@ -479,6 +481,7 @@ class CausalEngine:
         one_line: bool = False,
         block: int | None = None,
         block_steps: int | None = None,
+        comment: str | None = None,
     ) -> Iterator[InfillDraft]:
         """Drafts, one per model call, for the hole(s) of ``pieces`` (holes filled in order).
 
@@ -487,6 +490,7 @@ class CausalEngine:
         block: slots decoded together (default: the model's ``decoding.block``; 1 = left to right);
         block_steps: model calls per block (default: the model's, else ``block``);
         threshold: a slot is committed once at least this likely (at least one per step).
+        comment: the document language's line comment (the suffix is shown as comments; default ``#``).
         remask does not apply.
         """
         del remask
@@ -509,6 +513,7 @@ class CausalEngine:
             block_steps=block_steps,
             threshold=threshold,
             max_calls=steps or None,
+            comment=comment,
         )
 
     def _holes(self, prompts, buckets, deadline, t0, one_line, **dec) -> Iterator[InfillDraft]:

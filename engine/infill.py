@@ -165,8 +165,11 @@ class DenoiserEngine:
         oracle_lengths: list[int] | None = None,
         one_line: bool = False,
         block: int | None = DEFAULT_BLOCK,
+        comment: str | None = None,
     ) -> Iterator[InfillDraft]:
         """Yield a draft per step for every hole of ``pieces`` (see module docstring).
+
+        comment: the language's line comment; unused here (the denoiser sees the suffix as it is).
 
         oracle_lengths: exact token counts of the answers (evaluation with given length):
         each hole gets exactly that many slots and no end-of-span.

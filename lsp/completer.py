@@ -216,6 +216,7 @@ class Completer:
             steps=s.steps,
             threshold=s.threshold,
             one_line=not span.multiline,
+            comment=_line_comment(req.language_id, req.uri),
             created=req.arrived,
             trace=tr,
             label=f"{req.uri} v{req.version} request {req.request_id}",
@@ -320,3 +321,11 @@ class Completer:
                 sink(req, draft)
 
         return lambda draft: loop.call_soon_threadsafe(emit, draft)
+
+
+def _line_comment(language_id: str | None, uri: str) -> str | None:
+    """The line comment of the document's language (None: unknown, the engine's default)."""
+    from unmask.context.languages import language_for_id, spec
+
+    name = language_for_id(language_id, uri.rsplit("/", 1)[-1])
+    return spec(name).comment if name else None

@@ -51,6 +51,7 @@ class Job:
     steps: int
     threshold: float
     one_line: bool = False  # single-line mode: the engine ends the text (and its confidence) at the first newline
+    comment: str | None = None  # the document language's line comment (how the engine shows code as comments)
     on_draft: Callable[[InfillDraft], None] | None = None  # called in the worker thread
     created: float = field(default_factory=time.perf_counter)
     trace: Trace | None = None  # filled with the engine's stages
@@ -200,6 +201,7 @@ class ModelWorker:
                 threshold=job.threshold,
                 budget_ms=budget,
                 one_line=job.one_line,
+                comment=job.comment,
             ):
                 walls.append(draft.ms - (last.ms if last is not None else draft.encode_ms))
                 last = draft

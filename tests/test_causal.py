@@ -121,3 +121,11 @@ def test_a_hole_ending_inside_a_line_stops_where_the_line_goes_on():
     assert _rest_reached("x = [\n    1, 2]\n", "]") == "x = [\n    1, 2"
     assert _rest_reached("foo(a, b", ", c)") is None
     assert _rest_reached("foo(a, b, c)", ", c)") == "foo(a, b"
+
+
+def test_the_suffix_is_shown_in_the_documents_comment_syntax(eng):
+    ids, heal = eng._context("function add(a, b) {\n", "}\n\nconsole.log(add(1, 2));\n", 200, "//")
+    text = eng.tok.decode(ids)
+    assert text.startswith("// }\n//\n// console.log(add(1, 2));\n\nfunction add(a, b)"), text
+    d = eng.infill("function add(a, b) {\n", "}\n", one_line=True, comment="//")
+    assert "return" in d.text, d.text
