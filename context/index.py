@@ -12,7 +12,14 @@ that are replaced, never mutated). A ``progress(done, total, message)`` callback
 the build; it runs on a background thread.
 
 Skipped files are logged with a reason (``huge``, ``binary``, ``minified``; vendored
-directories once each) and counted in :attr:`WorkspaceIndex.stats`. :meth:`update_file`,
+directories once each) and counted in :attr:`WorkspaceIndex.stats`.
+
+Nothing outside the root is ever read, and no secret-bearing file is: the walk never follows
+symlinks, every read checks that the file's real path lies inside the root (a symlink saved or
+watched, ``..`` in a path), and files named like secrets (:data:`SECRET_FILES`: ``.env``,
+``*.pem``, ``id_rsa*`` ...) are skipped like gitignored ones, whatever their extension.
+:meth:`WorkspaceIndex.excluded` tells the context sources which open documents they must not
+show for the same reasons (:func:`is_secret`, ``.gitignore``). :meth:`update_file`,
 :meth:`remove_file` and :meth:`on_watched_files` keep the index current on save and on
 watched-file changes; they return at once and do the work in the background.
 
@@ -23,9 +30,11 @@ cursors, ranking or LSP types (``on_watched_files`` takes plain (path, kind) pai
 from __future__ import annotations
 
 import bisect
+import fnmatch
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import threading
 import time
@@ -43,6 +52,26 @@ from .tags import Definition, FileTags, extract_tags
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
+
+SECRET_FILES = (
+    ".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.keystore", "*.jks",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".netrc", "_netrc", ".npmrc", ".pypirc", ".git-credentials",
+)  # fmt: skip
+"""File names (fnmatch, case-insensitive, on the base name) whose content never reaches the model."""
+_SECRET_RE = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILES))
+
+
+def is_secret(path: str | os.PathLike) -> bool:
+    """Whether the file's name marks it as secret-bearing (:data:`SECRET_FILES`)."""
+    name = os.path.basename(os.fspath(path)).lower()
+    return _SECRET_RE.match(name) is not None
+
+
+def inside(root: str, path: str) -> bool:
+    """Whether ``path``'s real location (symlinks resolved) lies inside ``root`` (a real path)."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
 
 VENDORED_DIRS = frozenset({
     "node_modules", "bower_components", "vendor", "third_party", "third-party", "thirdparty", "external",
@@ -85,6 +114,12 @@ def index_files(root: str, rels: list[str], max_bytes: int) -> list[tuple]:
     parsers: dict[str, object] = {}
     for rel in rels:
         lang = languages.language_for_path(rel)
+        if is_secret(rel):
+            out.append((rel, 0, 0, None, "secret"))
+            continue
+        if not inside(root, os.path.join(root, rel)):  # a symlink out of the root, `..`
+            out.append((rel, 0, 0, None, "outside"))
+            continue
         try:
             st = os.stat(os.path.join(root, rel))
             if st.st_size > max_bytes:
@@ -174,12 +209,40 @@ class WorkspaceIndex:
             from urllib.parse import unquote, urlparse
 
             p = unquote(urlparse(p).path)
+        p = os.path.normpath(p)  # `a/../../b` is `../b`: never inside by its spelling
         if os.path.isabs(p):
             if p.startswith(self.root + os.sep):  # the common case, without touching the disk
                 p = p[len(self.root) + 1 :]
             else:
                 p = os.path.relpath(os.path.realpath(p), self.root)
         return p.replace(os.sep, "/")
+
+    def excluded(self, path: str | os.PathLike) -> str | None:
+        """Why a file's text must not be shown to the model ('secret', 'gitignored'), or None.
+
+        For open documents, whose text comes from the editor: a file outside this root gets
+        only the secret-name check (another root, or a file the user opened on purpose).
+        """
+        p = os.fspath(path)
+        if not p:
+            return None
+        if is_secret(p):
+            return "secret"
+        rel = self.rel(p)
+        if _outside_rel(rel):
+            return None
+        return "gitignored" if self._ignore.ignored(rel) else None
+
+    def read_text(self, rel: str) -> str:
+        """An indexed file's text ('' when it is unreadable, secret, or not inside the root)."""
+        full = self.abspath(rel)
+        if _outside_rel(rel) or is_secret(rel) or not inside(self.root, full):
+            return ""
+        try:
+            with open(full, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def abspath(self, rel: str) -> str:
         return os.path.join(self.root, rel)
@@ -197,7 +260,9 @@ class WorkspaceIndex:
                 continue
             for e in entries:
                 rel = f"{d}/{e.name}" if d else e.name
-                if e.is_dir(follow_symlinks=False):
+                if e.is_symlink():  # never followed: it may point out of the workspace
+                    self.stats.skipped["symlink"] += 1
+                elif e.is_dir(follow_symlinks=False):
                     if cfg.skip_hidden and e.name.startswith("."):
                         self.stats.skipped["hidden"] += 1
                     elif e.name in cfg.vendored_dirs:
@@ -208,7 +273,9 @@ class WorkspaceIndex:
                     else:
                         stack.append(rel)
                 elif e.is_file(follow_symlinks=False):
-                    if languages.language_for_path(e.name) is None:
+                    if is_secret(e.name):
+                        self.stats.skipped["secret"] += 1
+                    elif languages.language_for_path(e.name) is None:
                         self.stats.skipped["unsupported"] += 1
                     elif e.name.endswith((".min.js", ".min.mjs", ".bundle.js")):
                         log.info("skip %s: vendored (minified bundle)", rel)
@@ -313,7 +380,7 @@ class WorkspaceIndex:
         return futs
 
     def _update(self, rel: str) -> None:
-        if rel.startswith("..") or languages.language_for_path(rel) is None:
+        if _outside_rel(rel) or languages.language_for_path(rel) is None:
             return
         full = self.abspath(rel)
         if not os.path.isfile(full) or self._ignore.ignored(rel) or self._vendored(rel):
@@ -455,6 +522,10 @@ class WorkspaceIndex:
                     seen_str.add(id(r))
                     size += sys.getsizeof(r)
         return size
+
+
+def _outside_rel(rel: str) -> bool:
+    return rel == ".." or rel.startswith("../") or os.path.isabs(rel)
 
 
 def posixpath_dir(rel: str) -> str:

@@ -16,6 +16,11 @@ pieces by score. Relevance is in (0, 1]; the packer multiplies it by the source'
   (windows of files not yet seen are built a little per request, at most ``BUILD_MS``
   per source, so a cold cache cannot blow the latency budget; later requests see more).
 
+No source shows another document that is secret-bearing by name (``.env``, ``*.pem``,
+``id_rsa*`` ...: :func:`~unmask.context.index.is_secret`) or gitignored in the workspace
+(:meth:`~unmask.context.index.WorkspaceIndex.excluded`), even open in the editor or recently
+edited; the index never holds such files, and ``similar`` reads only indexed files inside the root.
+
 Similarity is Jaccard over identifier sets of 20-line windows (as in Copilot's
 neighbouring-tabs snippets). Names near the cursor are found with a regex, not the tree:
 it is cheaper, also sees annotations and attributes, and the index lookup drops the noise.
@@ -26,7 +31,6 @@ packer), the model or LSP types.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import weakref
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from . import languages, ts
 from .document import EditRecord, ParsedDocument
+from .index import is_secret
 from .spans import SpanChoice
 from .tags import FileTags, extract_tags, header_of
 
@@ -121,6 +126,15 @@ def document_tags(doc: ParsedDocument, rel: str = "") -> FileTags:
         got = (doc.version, tags)
         _doc_tags[doc] = got
     return got[1]
+
+
+def private(req: Request, path: str) -> bool:
+    """Whether another document at ``path`` must not be shown: secret by name, or gitignored."""
+    if not path or path == req.doc.path:
+        return False
+    if is_secret(path):
+        return True
+    return req.index is not None and req.index.excluded(path) is not None
 
 
 def _label(req: Request, path: str, line: int) -> str:
@@ -219,7 +233,10 @@ def recent(req: Request) -> list[Piece]:
     docs = {d.path: d for d in (*req.open_docs, req.doc)}
     out: list[Piece] = []
     seen: list[tuple[str, int, int]] = []
-    for rank, e in enumerate(reversed(list(edits)[-32:])):
+    tail = list(edits)[-64:]
+    hidden = {p: private(req, p) for p in {e.path for e in tail}}  # one check per document
+    shown = [e for e in tail if not hidden[e.path]]
+    for rank, e in enumerate(reversed(shown[-32:])):
         path = e.path
         rel = req.index.rel(path) if req.index is not None and path else path
         doc = docs.get(path)
@@ -300,7 +317,7 @@ def open_documents(req: Request) -> list[Piece]:
     out = []
     deadline = time.perf_counter() + BUILD_MS / 1e3
     for d in req.open_docs:
-        if d is req.doc or len(d.src) > MAX_SIMILAR_BYTES:
+        if d is req.doc or len(d.src) > MAX_SIMILAR_BYTES or private(req, d.path):
             continue
         got = _best_window(req, q, ("doc", id(d), d.version), lambda d=d: d.text, deadline)
         if got:
@@ -323,14 +340,7 @@ def similar(req: Request) -> list[Piece]:
         if e is None or rel in open_paths or e.size > MAX_SIMILAR_BYTES:
             continue
 
-        def read(rel=rel) -> str:
-            try:
-                with open(os.path.join(ix.root, rel), encoding="utf-8", errors="replace") as f:
-                    return f.read()
-            except OSError:
-                return ""
-
-        got = _best_window(req, q, ("file", rel, e.mtime_ns), read, deadline)
+        got = _best_window(req, q, ("file", rel, e.mtime_ns), lambda rel=rel: ix.read_text(rel), deadline)
         if got:
             j, start, body = got
             out.append(_piece(req, "similar", body, min(1.0, 0.3 + j), rel, start, start + WINDOW - 1))

@@ -10,7 +10,10 @@ root folder, and the one call that gathers what the model sees for a completion.
   (worker processes) and reporting progress through a callback; saves and watched-file
   events keep it current. At most :data:`MAX_INDEX_FILES` files per root are indexed.
 * :meth:`RepoContext.gather` packs prefix, suffix and snippets into the model's window
-  (:func:`~unmask.context.gather_context`).
+  (:func:`~unmask.context.gather_context`). Other open documents that are secret-bearing by
+  name (``.env``, ``*.pem``, ``id_rsa*`` ...) or gitignored in their own root are never offered
+  to it; nothing is read from disk outside the workspace roots (paths are normalized, symlinks
+  resolved before a file is handed to an index).
 
 It knows URIs, file paths and the context layer's API; it knows nothing about LSP types
 (positions are (line, character) pairs in the client's position encoding) or the model.
@@ -35,6 +38,7 @@ from unmask.context import (
     gather_context,
     language_for_id,
 )
+from unmask.context.index import is_secret
 
 log = logging.getLogger("unmask.lsp")
 
@@ -51,7 +55,8 @@ def uri_path(uri: str) -> str:
     u = urlparse(uri)
     if u.scheme != "file":
         return ""
-    return url2pathname(unquote(u.path)) if os.name == "nt" else unquote(u.path)
+    path = url2pathname(unquote(u.path)) if os.name == "nt" else unquote(u.path)
+    return os.path.normpath(path) if path else ""  # no `..` left: `/ws/a/../../etc` is `/etc`
 
 
 class _Index(WorkspaceIndex):
@@ -185,6 +190,15 @@ class RepoContext:
         ix = self.index_for(real)
         return ix if ix is not None and real.startswith(ix.root + os.sep) else None
 
+    def private(self, path: str) -> bool:
+        """Whether an open document must not be shown for another one: secret by name, or gitignored in its root."""
+        if not path:
+            return False
+        if is_secret(path):
+            return True
+        ix = self._owner(path)
+        return ix is not None and ix.excluded(path) is not None
+
     @property
     def indexing(self) -> bool:
         return any(not ix.ready.is_set() for ix in self.indexes.values())
@@ -212,7 +226,10 @@ class RepoContext:
     ) -> ContextResult:
         """Prefix, suffix and the best snippets from ``sources`` for a completion at ``at`` in ``uri``."""
         doc = self.docs[uri]
-        others = sorted((u for u in self.docs if u != uri), key=lambda u: -self._used.get(u, 0.0))
+        others = sorted(
+            (u for u in self.docs if u != uri and not self.private(self.docs[u].path)),
+            key=lambda u: -self._used.get(u, 0.0),
+        )
         budget = window - 1 - span.bucket - BUDGET_MARGIN if window else None
         cfg = ContextConfig(budget=budget, sources=frozenset({"prefix", "suffix", *sources}))
         return gather_context(
