@@ -1,8 +1,12 @@
 """The unmask language server: pygls wiring, thin handlers, transports and logging.
 
     unmask serve                       stdio (what editors spawn)
-    unmask serve --tcp 127.0.0.1:2087  one client over TCP
-    unmask serve --ws 2087             one client over WebSocket (loopback unless a host is given)
+    unmask serve --tcp 2087            one client over TCP on 127.0.0.1
+    unmask serve --ws 2087             one client over WebSocket on 127.0.0.1
+    UNMASK_TOKEN=... unmask serve --ws 2087 --host 0.0.0.0   another address: a token is required
+
+The network transports and their checks (loopback default, token, TCP framing, WebSocket
+Origin) live in :mod:`unmask.lsp.transport`.
 
 The model is loaded and warmed up once, at start, on the model thread
 (:class:`~unmask.lsp.worker.ModelWorker`); the asyncio loop only speaks LSP. Each handler has
@@ -52,7 +56,7 @@ from pygls.workspace import TextDocument
 from unmask.context import EXTENSIONS
 from unmask.engine.runtime import backend_config
 
-from . import config, convert
+from . import config, convert, transport
 from . import protocol as ext
 from .completer import Completer, Request, Stale, Superseded
 from .next_edit import EditRequest, NextEditor
@@ -554,38 +558,80 @@ def setup_logging(server: UnmaskServer, log_file: str | None, level: str) -> Pat
 
 
 # -- entry point ------------------------------------------------------------------------------
-def _address(value: str) -> tuple[str, int]:
+def _address(value: str) -> tuple[str | None, int]:
+    """``[HOST:]PORT`` -> (HOST or None, PORT); an IPv6 host in brackets: ``[::1]:2087``."""
     host, _, port = value.rpartition(":")
     try:
-        return host or "127.0.0.1", int(port)
+        return (host.strip("[]") or None), int(port)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {value!r}") from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="unmask serve", description="the unmask language server")
+    ap = argparse.ArgumentParser(
+        prog="unmask serve",
+        description="the unmask language server",
+        epilog="--tcp and --ws listen on 127.0.0.1 unless a host is given; any other host needs a token "
+        f"(--token or ${transport.TOKEN_ENV}), which every connection must present: over TCP as "
+        "initializationOptions.token in initialize, over WebSocket as 'Authorization: Bearer TOKEN' or "
+        "?token=TOKEN. WebSocket handshakes with an Origin header are refused unless --allow-origin lists it.",
+    )
     how = ap.add_mutually_exclusive_group()
     how.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
     how.add_argument("--tcp", type=_address, metavar="[HOST:]PORT", help="listen on TCP (host: 127.0.0.1)")
     how.add_argument("--ws", type=_address, metavar="[HOST:]PORT", help="listen on WebSocket (host: 127.0.0.1)")
+    ap.add_argument("--host", help="address for --tcp/--ws (default 127.0.0.1; any other needs a token)")
+    ap.add_argument(
+        "--token",
+        help=f"token every --tcp/--ws connection must present (default: ${transport.TOKEN_ENV}, which, unlike "
+        f"this flag, other users cannot see in the process list; at least {transport.MIN_TOKEN} characters)",
+    )
+    ap.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="--ws: also accept browser pages from ORIGIN (SCHEME://HOST[:PORT]; repeatable)",
+    )
     ap.add_argument("--model", help="model directory (default: the shipped model; modelPath overrides)")
     ap.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
     ap.add_argument("--threads", type=int, default=0, help="model intra-op threads (0: runtime default)")
     ap.add_argument("--log-file", default=None, help=f"log file (default: {default_log_file()}; '' for none)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.host is not None and not (args.tcp or args.ws):
+        ap.error("--host goes with --tcp or --ws")
+    return args
+
+
+def listen_on(args: argparse.Namespace) -> tuple[str, int, transport.Guard] | None:
+    """Where --tcp/--ws listens and who may connect (None for stdio); exits 2 on unsafe settings."""
+    addr = args.tcp or args.ws
+    if addr is None:
+        return None
+    host, port = addr
+    if args.host is not None and host is not None and host != args.host:
+        sys.exit(f"unmask serve: --host {args.host} and the host in {host}:{port} disagree")
+    host = args.host or host or "127.0.0.1"
+    try:
+        guard = transport.guard_for(host, args.token or os.environ.get(transport.TOKEN_ENV), args.allow_origin)
+    except transport.ConfigError as e:
+        print(f"unmask serve: {e}", file=sys.stderr)
+        sys.exit(2)
+    return host, port, guard
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    where = listen_on(args)  # before anything loads: unsafe settings stop here
     worker = ModelWorker(backend_config(args.backend, threads=args.threads))
     server = build(worker, args.model)
     path = setup_logging(server, args.log_file, args.log_level)
     log.info("unmask %s serving (pid %d), log file %s", __version__, os.getpid(), path)
     server.watch_load(worker.load(args.model))  # at start, on the model thread, while the client connects
-    if args.tcp:
-        server.start_tcp(*args.tcp)
-    elif args.ws:
-        server.start_ws(*args.ws)
-    else:
+    if where is None:
         server.start_io()
+    elif args.tcp:
+        transport.serve_tcp(server, *where)
+    else:
+        transport.serve_ws(server, *where)

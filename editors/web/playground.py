@@ -5,8 +5,9 @@
 
 Serves the page built into ``dist/`` (``npm ci && npm run build`` in editors/web: Monaco,
 bundled by a pinned esbuild) and one endpoint, ``POST /session``: it starts a fresh
-``unmask serve --ws 127.0.0.1:PORT`` (pygls' WebSocket server takes one client and stops with
-it), stops the previous one, and answers ``{"ws": "ws://127.0.0.1:PORT"}``. The page then talks
+``unmask serve --ws 127.0.0.1:PORT --allow-origin ORIGIN`` with this page's own origin (pygls'
+WebSocket server takes one client and stops with it; pages from other origins are refused),
+stops the previous one, and answers ``{"ws": "ws://127.0.0.1:PORT"}``. The page then talks
 LSP to the server directly. Everything binds to 127.0.0.1; nothing else is reachable.
 
 It knows HTTP and how to start the server; it knows nothing about completions.
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = type("PlaygroundHandler", (Handler,), {"sessions": sessions})
     httpd = ThreadingHTTPServer((HOST, args.port), partial(handler, directory=str(DIST)))
     url = f"http://{HOST}:{httpd.server_address[1]}/"
+    for origin in (url.rstrip("/"), f"http://localhost:{httpd.server_address[1]}"):  # this page's origins only
+        sessions.serve_args += ["--allow-origin", origin]
     print(f"unmask playground: {url}  (Ctrl+C stops it)", flush=True)
     if args.open:
         webbrowser.open(url)
