@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the editor tests need (tests/test_editors_*.py); idempotent, safe to rerun.
 #
-#   Debian packages  chromium (headless browser for the VS Code e2e); compilers and headers for
+#   Debian packages  chromium (headless browser for the VS Code e2e); strace (tests/test_security.py:
+#                    nothing leaves the machine); compilers and headers for
 #                    code-server's native modules (build-essential python3 pkg-config libkrb5-dev
 #                    libx11-dev libxkbfile-dev libsecret-1-dev)
 #   npm              editors/vscode: vscode-languageclient, typescript, @vscode/vsce (package-lock.json)
@@ -19,7 +20,7 @@ NICE="nice -n 15"
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
 
 # -- Debian packages ---------------------------------------------------------------------------
-pkgs=(chromium build-essential python3 pkg-config libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev)
+pkgs=(chromium build-essential python3 pkg-config libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev strace)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
