@@ -56,6 +56,10 @@ from .runtime import ModelError, ModelInfo
 from .tokenizer import Specials, Tokenizer
 
 NEG = -1e9
+# a next-edit proposal's confidence is 1 - exp(-gain / scale), gain = log P(proposal) - log P(text there
+# now), nats: at scale 3 the default gate (0.75) asks for 4.2 nats. At scale 1 (gate at 1.4 nats) the
+# untrained base's proposals on shared/eval/nes were all wrong (21 hunks, 0 right, 15 no-op cases spoken).
+NES_GAIN_SCALE = 3.0
 
 
 # -- runtime preparation -------------------------------------------------------------------------
@@ -234,6 +238,8 @@ class CausalEngine:
         self.window = int(self.meta.get("window", 512))
         self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
         self.long_bucket = int(self.meta.get("long_bucket", 128))  # tokens for a multi-line hole in batch use
+        # whether the server asks this model for next-edit proposals beyond the rules (model.json "next_edit")
+        self.proposes_edits = bool(self.meta.get("next_edit", {}).get("model_proposals", False))
         self.comment = self.meta.get("prompt", {}).get("comment", "#")
         self.suffix_style = os.environ.get("UNMASK_SUFFIX_STYLE") or self.meta.get("prompt", {}).get(
             "suffix", "comments"
@@ -602,7 +608,7 @@ class CausalEngine:
                 if last and not late and prep.now and text.strip() != prep.now[h].strip():
                     # a change is only as sure as it is likelier than the text that is there now
                     gain = self._logprob(before, text) - self._logprob(before, prep.now[h])
-                    sure = 1.0 - float(np.exp(-max(0.0, gain)))
+                    sure = 1.0 - float(np.exp(-max(0.0, gain) / NES_GAIN_SCALE))
                     confs[h] = [min(x, sure) for x in c] or [sure]
                 yield _draft(step, texts, confs, t0, enc_ms, last and (h == n - 1 or late))
                 if late:

@@ -190,7 +190,8 @@ def predict(
     signature_rule: at a call of a function whose parameters the edit changed, propose the
     arguments rewritten for the new parameters (:mod:`unmask.context.signature`).
     The model decides every other candidate, in one batch; when the rules decide all of
-    them, the model is not called.
+    them, or the engine does not propose edits (``engine.proposes_edits``: model.json's
+    ``next_edit.model_proposals``, off for the shipped base), the model is not called.
     syntax_gate: drop a proposal that makes the file fail to parse where it parsed
     (rename-rule edits are never dropped: they replace a word with a word).
     """
@@ -203,7 +204,7 @@ def predict(
     asked = [c for c, r in zip(cands, rules) if r is None]
     texts: dict[int, str] = {}
     confs: dict[int, float] = {}
-    if asked:
+    if asked and getattr(engine, "proposes_edits", True):  # a model that cannot follow edits is not asked
         tok = engine.tok
         segs = segments_for(text, asked, cursor[0], lambda s: len(tok.encode(s)))
         prep = engine.prepare_edit(history_text(history), segs)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import proposing_model_dir
 
 from unmask.context.nes import candidates, summarize
 from unmask.engine.edits import Gap, Hole, assemble, history_text, synthesize
@@ -132,7 +133,7 @@ def test_segments_put_one_hole_per_candidate_in_file_order():
 def engine():
     from unmask.engine.infill import Engine
 
-    return Engine({"type": "onnx", "threads": 1})
+    return Engine({"type": "onnx", "threads": 1, "path": proposing_model_dir()})  # the model path switched on
 
 
 @pytest.fixture(scope="module")
