@@ -1,4 +1,4 @@
-"""One open document: its text, its tree-sitter tree kept current by incremental edits,
+r"""One open document: its text, its tree-sitter tree kept current by incremental edits,
 and its recent edit history.
 
 The server calls :meth:`ParsedDocument.apply_edit` with each ``didChange`` content change
@@ -7,6 +7,14 @@ The edit is applied to the bytes, to a table of line starts, and to the old tree
 (``Tree.edit``); the re-parse is lazy, reusing the edited tree, on the next access to
 :attr:`ParsedDocument.tree` — several keystrokes between two completions cost one
 incremental parse.
+
+Lines are counted the way the LSP specification says (and VS Code does): a line ends at
+``\n``, ``\r\n`` or a lone ``\r``, and at nothing else (not at form feed, U+2028 or NEL, where
+Python's ``str.splitlines`` would break). A line's text never includes its line ending; a
+``character`` past the end of a line means the end of the line. tree-sitter counts rows at
+``\n`` only; the points given to ``Tree.edit`` are counted its way. Text that cannot be
+encoded as UTF-8 (a lone surrogate, from a JSON escape such as ``"\ud800"``) is stored with U+FFFD in
+its place: one UTF-16 code unit for one, so the positions after it stay right.
 
 It knows bytes, lines, positions and trees; it knows nothing about LSP types, files on
 disk other than the optional path, or what a completion needs. A document whose language
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,6 +33,28 @@ from dataclasses import dataclass
 from . import languages, ts
 
 ENCODINGS = ("utf-16", "utf-8", "utf-32")
+_BREAK = re.compile(rb"\r\n?|\n")  # LSP's end-of-line sequences: \n, \r\n, \r
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (not encodable) becomes U+FFFD, one UTF-16 unit for one."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+
+
+def _line_starts(src: bytes, lo: int = 0, hi: int | None = None) -> list[int]:
+    """The line starts ``s`` (offsets just after a line ending) with ``lo <= s <= hi``, ``s >= 1``."""
+    hi = len(src) if hi is None else hi
+    p, q = max(lo - 2, 0), hi + 1
+    if src.count(b"\r", p, q) == src.count(b"\r\n", p, q + 1):  # no lone \r: the line endings are the \n
+        out, i = [], src.find(b"\n", max(lo - 1, 0), hi)
+        while i >= 0:
+            out.append(i + 1)
+            i = src.find(b"\n", i + 1, hi)
+        return out
+    return [e for m in _BREAK.finditer(src, p, min(len(src), q)) if lo <= (e := m.end()) <= hi]
 
 
 @dataclass
@@ -37,6 +68,14 @@ class EditRecord:
     new_text: str
     time: float
     version: int = 0
+
+
+_LINES = re.compile(r"\r\n?|\n")
+
+
+def _point(src: bytes, offset: int) -> tuple[int, int]:
+    """tree-sitter's point (row, byte column) of ``offset``: it counts rows at ``\\n`` only."""
+    return src.count(b"\n", 0, offset), offset - src.rfind(b"\n", 0, offset) - 1
 
 
 class ParsedDocument:
@@ -53,7 +92,7 @@ class ParsedDocument:
             languages.query(self.language, "spans")  # compile now, not on the first completion
         self._tree = None
         self._dirty = False
-        self._set(text.encode("utf-8"))
+        self._set(_utf8(text))
         self._parse()
 
     @classmethod
@@ -67,11 +106,16 @@ class ParsedDocument:
     def _set(self, src: bytes) -> None:
         self.src = src
         self._text: str | None = None
-        self._starts = [0]
-        find, i = src.find, src.find(b"\n")
-        while i >= 0:
-            self._starts.append(i + 1)
-            i = find(b"\n", i + 1)
+        self._starts = [0, *_line_starts(src)]
+
+    def _line_end(self, line: int) -> int:
+        """The byte offset where line ``line``'s text ends (its line ending, if any, starts there)."""
+        if line + 1 >= len(self._starts):
+            return len(self.src)
+        e = self._starts[line + 1] - 1  # the last byte of the line ending
+        if self.src[e] == 0x0A and e > self._starts[line] and self.src[e - 1] == 0x0D:
+            e -= 1  # \r\n
+        return e
 
     @property
     def text(self) -> str:
@@ -87,24 +131,21 @@ class ParsedDocument:
         return self._starts[min(max(line, 0), len(self._starts) - 1)]
 
     def line_bytes(self, line: int) -> bytes:
-        """Line ``line`` without its newline."""
+        """Line ``line`` without its line ending."""
         if line >= len(self._starts):
             return b""
-        start = self._starts[line]
-        end = self._starts[line + 1] - 1 if line + 1 < len(self._starts) else len(self.src)
-        return self.src[start:end]
+        return self.src[self._starts[line] : self._line_end(line)]
 
     def line_text(self, line: int) -> str:
         return self.line_bytes(line).decode("utf-8", "replace")
 
     def lines_text(self, first: int, last: int) -> str:
-        """Lines [first, last] (inclusive), joined, without the final newline."""
+        """Lines [first, last] (inclusive) with the line endings between them, without the last one's."""
         first = max(first, 0)
         last = min(last, len(self._starts) - 1)
         if last < first:
             return ""
-        end = self._starts[last + 1] - 1 if last + 1 < len(self._starts) else len(self.src)
-        return self.src[self._starts[first] : end].decode("utf-8", "replace")
+        return self.src[self._starts[first] : self._line_end(last)].decode("utf-8", "replace")
 
     # -- positions ------------------------------------------------------------------------
     def offset_at(self, line: int, character: int, encoding: str = "utf-16") -> int:
@@ -129,7 +170,7 @@ class ParsedDocument:
         """The LSP position (line, character) of a byte offset."""
         offset = min(max(offset, 0), len(self.src))
         line = bisect.bisect_right(self._starts, offset) - 1
-        col_bytes = self.src[self._starts[line] : offset]
+        col_bytes = self.src[self._starts[line] : min(offset, self._line_end(line))]
         if encoding == "utf-8" or col_bytes.isascii():
             return line, len(col_bytes)
         s = col_bytes.decode("utf-8", "replace")
@@ -138,9 +179,8 @@ class ParsedDocument:
         return line, len(s)
 
     def point_at(self, offset: int) -> tuple[int, int]:
-        """tree-sitter point (row, byte column) of a byte offset."""
-        line = bisect.bisect_right(self._starts, offset) - 1
-        return line, offset - self._starts[line]
+        """tree-sitter point (row, byte column) of a byte offset: rows end at ``\\n`` only."""
+        return _point(self.src, offset)
 
     # -- edits ----------------------------------------------------------------------------
     def apply_edit(
@@ -158,38 +198,37 @@ class ParsedDocument:
 
     def apply_byte_edit(self, start_byte: int, old_end_byte: int, new_text: str, version: int | None = None) -> None:
         """Replace bytes [start_byte, old_end_byte) by ``new_text``; edit the tree, re-parse lazily."""
-        new = new_text.encode("utf-8")
-        start_pt, old_end_pt = self.point_at(start_byte), self.point_at(old_end_byte)
-        old = self.src[start_byte:old_end_byte]
-        src = self.src[:start_byte] + new + self.src[old_end_byte:]
-        nl = new.count(b"\n")
-        new_end_pt = (
-            (start_pt[0], start_pt[1] + len(new)) if not nl else (start_pt[0] + nl, len(new) - new.rfind(b"\n") - 1)
-        )
-        # line starts: keep those up to the start row, add the new ones, shift the rest
-        row0, row1 = start_pt[0], old_end_pt[0]
-        delta = len(new) - (old_end_byte - start_byte)
-        added, i = [], new.find(b"\n")
-        while i >= 0:
-            added.append(start_byte + i + 1)
-            i = new.find(b"\n", i + 1)
-        self._starts[row0 + 1 :] = added + [x + delta for x in self._starts[row1 + 1 :]]
-        self.src, self._text = src, None
+        new = _utf8(new_text)
+        a, b = start_byte, old_end_byte
+        old = self.src[a:b]
+        src = self.src[:a] + new + self.src[b:]
         if self._tree is not None:
-            ts.edit_tree(self._tree, start_byte, old_end_byte, start_byte + len(new), start_pt, old_end_pt, new_end_pt)
+            start_pt, old_end_pt = _point(self.src, a), _point(self.src, b)
+            nl = new.count(b"\n")
+            new_end_pt = (start_pt[0] + nl, start_pt[1] + len(new) if not nl else len(new) - new.rfind(b"\n") - 1)
+            ts.edit_tree(self._tree, a, b, a + len(new), start_pt, old_end_pt, new_end_pt)
             self._dirty = True
+        # line starts: those before the edit stay; those in it (and just after it: a \r\n can be made or
+        # split at either end) are found again; those after it move by the change in length
+        starts = self._starts
+        i, j = bisect.bisect_left(starts, a, 1), bisect.bisect_right(starts, b)  # 0 stays
+        starts[i:] = _line_starts(src, a, a + len(new)) + [x + len(new) - (b - a) for x in starts[j:]]
+        self.src, self._text = src, None
         self.version = version if version is not None else self.version + 1
-        self._record(start_pt[0], new_end_pt[0], old.decode("utf-8", "replace"), new_text)
+        line = bisect.bisect_right(starts, a) - 1
+        end_line = bisect.bisect_right(starts, a + len(new)) - 1
+        self._record(line, end_line, old.decode("utf-8", "replace"), new.decode("utf-8"))
 
     def replace_text(self, text: str, version: int | None = None) -> None:
         """A full-document change (no range): full re-parse."""
         old = self.text
-        self._set(text.encode("utf-8"))
+        self._set(_utf8(text))
+        text = self.text
         self._tree, self._dirty = None, False
         self._parse()
         self.version = version if version is not None else self.version + 1
         if old != text:  # record the changed line range
-            a, b = old.split("\n"), text.split("\n")
+            a, b = _LINES.split(old), _LINES.split(text)
             i = 0
             while i < min(len(a), len(b)) and a[i] == b[i]:
                 i += 1
