@@ -52,6 +52,7 @@ from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcIn
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
+from pygls.workspace.position_codec import ServerTextPosition
 
 from unmask.context import EXTENSIONS
 from unmask.engine.runtime import backend_config
@@ -168,6 +169,8 @@ class UnmaskProtocol(LanguageServerProtocol):
         version = params.text_document.version
         repo, encoding = self._server.repo, convert.encoding(self.workspace)
         for change in params.content_changes:
+            if isinstance(change, types.TextDocumentContentChangePartial) and isinstance(doc, LspLinesDocument):
+                change.range = doc.clamp(change.range)
             edit = convert.edit(doc, change, version)
             self.workspace.update_text_document(params.text_document, change)
             self._server.completer.edited(doc.uri, edit)
@@ -195,6 +198,50 @@ def _param(params: Any, *keys: str) -> Any:
 def open_document(ws, uri: str) -> TextDocument | None:
     """The open document at ``uri`` (pygls would otherwise read an unopened one from disk)."""
     return ws.text_documents.get(unquote(uri))
+
+
+_NOT_LSP_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # str.splitlines' others
+
+
+class LspLinesDocument(TextDocument):
+    """pygls' document with the lines LSP defines: they end at ``\\n``, ``\\r\\n`` or ``\\r`` only. pygls
+    splits with ``str.splitlines``, which also breaks at form feed, U+2028, NEL and the like: every
+    position after one would land a line too far (didOpen makes each open document one of these)."""
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        src = self.source
+        parts = src.splitlines(True)
+        if not any(c in src for c in _NOT_LSP_BREAKS):
+            return tuple(parts)
+        out, buf = [], ""
+        for p in parts:  # join the pieces split at a character that does not end a line
+            buf += p
+            if p[-1:] in ("\n", "\r"):
+                out.append(buf)
+                buf = ""
+        return tuple([*out, buf] if buf else out)
+
+    def clamp(self, rng: types.Range) -> types.Range:
+        """``rng`` inside the document, as LSP says: a character past the end of its line is the line's end
+        (pygls would stop one short on the last line, or step over the line ending, and change the
+        client's position object while at it); a line past the last one is the end of the document."""
+        lines = self.lines
+        open_end = not lines or lines[-1][-1:] in ("\n", "\r")  # an empty last line after the last line ending
+        last = len(lines) if open_end else len(lines) - 1
+
+        def inside(p: types.Position) -> types.Position:
+            if p.line >= last:
+                width = 0 if open_end else self.position_codec.client_num_units(lines[-1])
+                return p if p.line == last and p.character <= width else types.Position(last, width)
+            width = self.position_codec.client_num_units(lines[p.line].rstrip("\r\n"))
+            return p if p.character <= width else types.Position(p.line, width)
+
+        return types.Range(inside(rng.start), inside(rng.end))
+
+    def server_position_at_offset(self, offset: int) -> ServerTextPosition:
+        """pygls' own fails on an empty document (and with it a full-text change of an empty document)."""
+        return super().server_position_at_offset(offset) if self.source else ServerTextPosition(0, 0)
 
 
 class UnmaskServer(LanguageServer):
@@ -376,6 +423,8 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
     def did_open(ls: UnmaskServer, params: types.DidOpenTextDocumentParams) -> None:
         """Start tracking the document: its completion state and its parsed copy."""
         d = params.text_document
+        if (doc := open_document(ls.workspace, d.uri)) is not None:
+            doc.__class__ = LspLinesDocument  # pygls made a plain one: LSP's lines, not str.splitlines'
         ls.completer.opened(d.uri)
         ls.repo.open(d.uri, d.language_id, d.text, d.version)
 

@@ -12,6 +12,9 @@ incrementally edited syntax tree equals a fresh parse of the same text.
 
 * :func:`test_parsed_document_follows_the_client` runs 10,000 sessions on
   :class:`~unmask.context.ParsedDocument` directly (the server's parsed copy).
+* :func:`test_server_document_follows_the_client` runs 50 sessions through the real server
+  (``unmask serve`` over pytest-lsp), reads the parsed copy back with ``unmask/document``, and
+  checks with a completion that pygls' copy (what completions read) agrees with it.
 
 Out-of-order versions: LSP says versions only go up, and a JSON-RPC connection delivers
 notifications in order, so a change always applies to the text as the previous change left it.
@@ -23,12 +26,21 @@ from __future__ import annotations
 
 import bisect
 import os
+import random
 import re
+import sys
 
+import pytest
+import pytest_lsp
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInternalError
+from pytest_lsp import ClientServerConfig, LanguageClient
 
 from unmask.context import ParsedDocument
+from unmask.lsp import protocol as ext
+from unmask.lsp.repo import tree_outline
 
 # -- the reference client -------------------------------------------------------------------------
 BREAK = re.compile(r"\r\n|\r|\n")  # LSP: the only end-of-line sequences
@@ -216,3 +228,104 @@ def test_parsed_document_follows_the_client(data: bytes) -> None:
         check_text(doc, client)
         assert doc.version == version
     check_tree(doc)
+
+
+# -- through the real server ----------------------------------------------------------------------
+SERVER = [sys.executable, "-m", "unmask.lsp.cli", "serve", "--log-file", ""]
+SERVER_SESSIONS = 50
+LANGUAGE_IDS = {"python": "python", "javascript": "javascript", None: "plaintext"}
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
+async def server(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                text_document=types.TextDocumentClientCapabilities(
+                    inline_completion=types.InlineCompletionClientCapabilities()
+                )
+            ),
+            initialization_options={"minConfidence": 0, "invokedBudgetMs": 10, "steps": 1},
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def wire_change(start, end, text: str):
+    if start is None:
+        return types.TextDocumentContentChangeWholeDocument(text=text)
+    rng = types.Range(types.Position(*start), types.Position(*end))
+    return types.TextDocumentContentChangePartial(range=rng, text=text)
+
+
+async def server_copy(client: LanguageClient, uri: str) -> dict:
+    return ext.plain(await client.protocol.send_request_async(ext.DOCUMENT, {"textDocument": {"uri": uri}}))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_server_document_follows_the_client(server: LanguageClient):
+    """50 generated sessions through ``unmask serve``: after each session ``unmask/document`` returns the
+    client's text, the last version sent and the tree of a fresh parse. Some didChange notifications carry
+    several content changes (applied in order). Then an invoked completion (which reads pygls' copy of
+    the document, and re-syncs the parsed copy from it if they disagree) leaves the parsed copy as it
+    was: the server's two copies of the document agree."""
+    client = server
+    engine_errors = 0
+    for seed in range(SERVER_SESSIONS):
+        r = Entropy(random.Random(seed).randbytes(240))
+        language, text = r.pick(LANGUAGES), r.text(30)
+        uri = f"file:///tmp/unmask-sync/s{seed}.{'py' if language == 'python' else 'js' if language else 'txt'}"
+        log = [f"session {seed}: open {language} {text!r}"]
+        mirror = Client(text)
+        version = 1
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, LANGUAGE_IDS[language], version, text))
+        )
+        pending: list = []  # content changes for the next didChange notification
+        while not r.done:
+            kind, u, v, w, new, step = r.pick(KINDS), r.int(N), r.int(N), r.int(N), r.text(6), r.pick(VERSION_STEPS)
+            if kind != "parse":
+                start, end, new = change(mirror, kind, u, v, w, new)
+                if start is None:
+                    mirror.text = new
+                else:
+                    mirror.edit(start, end, new)
+                pending.append(wire_change(start, end, new))
+                log.append(f"{kind} {start}-{end} {new!r}")
+            if pending and (kind == "parse" or w % 3):  # else the next change goes in the same notification
+                version = max(0, version + step)
+                client.text_document_did_change(
+                    types.DidChangeTextDocumentParams(types.VersionedTextDocumentIdentifier(version, uri), pending)
+                )
+                log.append(f"-> didChange v{version} with {len(pending)} change(s)")
+                pending = []
+        if pending:
+            version += 1
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(types.VersionedTextDocumentIdentifier(version, uri), pending)
+            )
+        got = await server_copy(client, uri)
+        why = "\n".join(log)
+        assert got["text"] == mirror.text, why
+        assert got["version"] == version, why
+        assert got["language"] == language, why
+        fresh = ParsedDocument(mirror.text, language).tree
+        assert got["tree"] == (tree_outline(fresh) if fresh is not None else None), why
+        # pygls' copy (what completions read) must agree with the parsed copy: the completion re-syncs the
+        # parsed copy from it (before the model runs) where they differ
+        end = mirror.position(len(mirror.text))
+        params = types.InlineCompletionParams(
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(*end),
+        )
+        try:
+            await client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params)
+        except JsonRpcInternalError as e:  # the engine fails on a context of one token or none: test_bad_input.py
+            assert "Reshape" in str(e), why
+            engine_errors += 1
+        assert (await server_copy(client, uri))["text"] == mirror.text, why
+        client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri)))
+    assert not [m.message for m in client.log_messages if "drifted" in m.message]
+    assert engine_errors < SERVER_SESSIONS // 2
