@@ -1,6 +1,7 @@
 """Adapt the pretrained base into a block-diffusion infiller: one flat script, resumable.
 
     python -m unmask.engine.adapt --out runs/adapt --minutes 60          # train (resumes if ckpt.pt exists)
+    python -m unmask.engine.adapt --out runs/b --init-from DIR           # continue from an export
     python -m unmask.engine.adapt export --run runs/adapt --out DIR      # delta-*.npz + model.json
 
 Block diffusion after BD3-LM (Arriola et al. 2025), SDAR and Fast-dLLM v2 (Wu et al. 2025):
@@ -58,6 +59,16 @@ constant or cosine, gradient accumulation. Logs JSON lines to ``log.jsonl``; che
 ``--ckpt-minutes``; a validation loss per block size on fixed holes from held-out files (1% by
 content hash) every ``--val-every`` steps.
 
+``--init-from DIR`` starts a new run from a model directory written by ``export`` (on a machine
+that has lost ``runs/``, such as a lent GPU: ``scripts/device/adapt.sh``): the LoRA factors
+(scale unfolded) or full deltas are loaded into the trainable tensors, the optimizer starts
+fresh (with its warm-up), and the run refuses a recipe whose LoRA rank, targets or ``--top-k``
+differ. What the export had seen (its ``training`` record) is kept in the checkpoint, so the
+next export's ``training`` record counts steps, tokens and hours over all runs (``runs`` lists
+each one, ``init_from`` names the start). ``--workers N`` builds the rows in N DataLoader
+processes (GPU runs); their streams are seeded by the step, so a resumed run draws fresh rows
+instead of continuing exactly.
+
 It knows the prompt layout and the training objective; decoding lives in the runtime.
 """
 
@@ -82,7 +93,7 @@ import torch.nn.functional as F
 from . import corpus as corpus_mod
 from .causal import suffix_as_comments
 from .data import WindowSampler, pick_span
-from .llama import Llama, add_lora, train_top_layers
+from .llama import Llama, LoRALinear, add_lora, train_top_layers
 from .tokenizer import Specials, Tokenizer
 from .train import cpu_has_native_bf16
 
@@ -410,6 +421,85 @@ def build_model(cfg, w, a: argparse.Namespace) -> tuple[Llama, list[str]]:
     return model, names
 
 
+TRAINING_SUMS = ("steps", "tokens", "supervised_tokens", "hours")
+
+
+def init_from_export(model: Llama, d: Path, a: argparse.Namespace) -> dict:
+    """Load the deltas of an ``export``ed model directory into ``model``'s trainable tensors.
+
+    LoRA factors come as ``{name}.lora_a`` (r, in) and ``{name}.lora_b`` (out, r) with the
+    exporting run's scale folded into b: b is divided by this model's scale, so the update
+    ``scale * B A`` is the exported one. Full deltas (``--top-k``) are added to the base.
+    Refuses (SystemExit) an export whose LoRA rank, targets or top-k differ from ``a``.
+    Returns what the export had seen (its ``training`` record: the sums and the runs so far).
+    """
+    meta_path = d / "model.json"
+    if not meta_path.is_file():
+        raise SystemExit(f"--init-from {d}: no model.json (pass a directory written by `adapt export`)")
+    meta = json.loads(meta_path.read_text())
+    files = meta.get("delta_files") or []
+    if not files:
+        raise SystemExit(f"--init-from {d}: model.json lists no delta_files (not written by `adapt export`)")
+    tr = meta.get("training") or {}
+    rec = tr.get("recipe") or {}
+    keys = ("top_k",) if a.top_k or rec.get("top_k") else ("top_k", "lora_r", "lora_targets")
+    norm = lambda k, v: set(str(v).split(",")) if k == "lora_targets" else v  # noqa: E731
+    diff = [
+        f"{k}={rec[k]!r} there, {getattr(a, k)!r} here"
+        for k in keys
+        if k in rec and norm(k, rec[k]) != norm(k, getattr(a, k))
+    ]
+    if diff:
+        raise SystemExit(f"--init-from {d} was trained with another recipe ({'; '.join(diff)}): pass the same settings")
+    arrays: dict[str, np.ndarray] = {}
+    for f in files:
+        with np.load(d / f) as z:
+            arrays.update({k: z[k] for k in z.files})
+    lora = {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+    full = {
+        n.removesuffix(".weight"): p
+        for n, p in model.named_parameters()
+        if p.requires_grad and not n.endswith((".lora_a", ".lora_b"))
+    }
+    want = {f"{n}.lora_{x}" for n in lora for x in "ab"} | set(full)
+    if set(arrays) != want:
+        extra, missing = sorted(set(arrays) - want), sorted(want - set(arrays))
+        raise SystemExit(
+            f"--init-from {d} does not match this run's trainable tensors (LoRA rank/targets or --top-k differ?): "
+            f"missing {missing[:3]} ({len(missing)}), unexpected {extra[:3]} ({len(extra)})"
+        )
+    with torch.no_grad():
+        for n, m in lora.items():
+            A, B = arrays[f"{n}.lora_a"], arrays[f"{n}.lora_b"]
+            if A.shape != tuple(m.lora_a.shape) or B.shape != tuple(m.lora_b.shape):
+                raise SystemExit(
+                    f"--init-from {d}: {n} has LoRA shapes {A.shape}, {B.shape}, here {tuple(m.lora_a.shape)}"
+                )
+            m.lora_a.copy_(torch.from_numpy(A.astype(np.float32)))
+            m.lora_b.copy_(torch.from_numpy(B.astype(np.float32)) / m.scale)
+        for n, p in full.items():
+            if arrays[n].shape != tuple(p.shape):
+                raise SystemExit(f"--init-from {d}: {n} has shape {arrays[n].shape}, here {tuple(p.shape)}")
+            p.add_(torch.from_numpy(arrays[n].astype(np.float32)))
+    sums = {k: tr.get(k, 0) or 0 for k in TRAINING_SUMS}
+    runs = tr.get("runs") or ([{**sums, "hardware": tr.get("hardware")}] if sums["steps"] else [])
+    return {"path": str(d), "name": meta.get("name"), **sums, "runs": runs}
+
+
+class _Rows(torch.utils.data.IterableDataset):
+    """Micro-batches (``to_torch`` on the CPU) built in DataLoader workers (``--workers``), each its own stream."""
+
+    def __init__(self, docs: list[str], tok: Tokenizer, a: argparse.Namespace, seed: int):
+        self.docs, self.tok, self.a, self.seed = docs, tok, a, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        torch.set_num_threads(1)
+        stream = RowStream(self.docs, self.tok, self.a, self.seed + 7919 * (info.id if info else 0))
+        while True:
+            yield to_torch([stream.row() for _ in range(self.a.rows)], "cpu")
+
+
 RECIPE_KEYS = (
     "lora_r", "lora_alpha", "lora_targets", "top_k", "row_len", "max_ctx", "max_mid", "views",
     "complementary", "eps", "block_weights", "window_chars", "lr", "warmup", "schedule", "accum", "rows",
@@ -449,6 +539,8 @@ def parse_train(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--log-every", type=int, default=1)
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader processes building rows (GPU runs)")
+    ap.add_argument("--init-from", type=Path, default=None, help="an `export`ed model directory to start from")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -505,6 +597,14 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
     torch.manual_seed(a.seed)
     model, names = build_model(cfg, w, a)
     del w
+    init = state.get("init_from") if state else None
+    if a.init_from and state:
+        print(f"resuming {ckpt_path}: --init-from {a.init_from} is not read again", flush=True)
+    elif a.init_from:
+        init = init_from_export(model, a.init_from, a)
+        print(
+            f"initialised from {a.init_from} ({init['steps']} steps, {init['tokens']} tokens before); fresh optimizer"
+        )
     model.to(a.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.95), weight_decay=a.weight_decay)
@@ -533,6 +633,7 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
         "adapted": names[:3] + ["..."] if len(names) > 3 else names,
         "n_train_docs": len(train_docs),
         "n_val_docs": len(val_docs),
+        "init_from": {k: v for k, v in init.items() if k != "runs"} if init else None,
     }
     (out / "adapt_meta.json").write_text(json.dumps(meta, indent=1))
     print(json.dumps(meta), flush=True)
@@ -573,6 +674,7 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
                 "data": stream.state(),
                 "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
                 "meta": meta,
+                "init_from": init,
             },
             ckpt_path,
         )
@@ -593,6 +695,25 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
         z = np.zeros(len(BLOCK_SIZES))
         return {"loss": 0.0, "n": 0, "tok": 0, "sup": 0, "t0": time.time(), "per_b": z, "mid_b": z.copy()}
 
+    loader = None
+    if a.workers:  # fresh streams seeded by the step (a resumed run draws new rows)
+        rows = _Rows(train_docs, tok, a, a.seed * 100_003 + counters["step"])
+        dl = torch.utils.data.DataLoader(
+            rows,
+            batch_size=None,
+            num_workers=a.workers,
+            pin_memory=a.device.startswith("cuda"),
+            prefetch_factor=4,
+            persistent_workers=True,
+        )
+        loader = iter(dl)
+
+    def micro_batch() -> dict:
+        if loader is None:
+            return to_torch([stream.row() for _ in range(a.rows)], a.device)
+        b = next(loader)
+        return {k: v.to(a.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+
     win = window()
     model.train()
     while time.time() < t_end and not (a.max_steps and counters["step"] >= a.max_steps):
@@ -600,7 +721,7 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
         lr = lr_at(counters["step"])
         for g in opt.param_groups:
             g["lr"] = lr
-        batches = [to_torch([stream.row() for _ in range(a.rows)], a.device) for _ in range(a.accum)]
+        batches = [micro_batch() for _ in range(a.accum)]
         norm = float(sum(float(b["n_mid"].sum()) for b in batches))
         step_loss = 0.0
         for b in batches:
@@ -675,14 +796,20 @@ def export(run: Path, out: Path, name: str | None = None, base: dict[str, np.nda
     files = write_deltas(arrays, out)
     meta = default_meta()
     c = state["counters"]
-    meta["name"] = name or f"smollm2-135m-bd-{c['step']}"
-    meta["delta_files"] = files
-    meta["training"] = {
+    hardware = {k: state["meta"].get(k) for k in ("cpu", "device", "threads", "precision")}
+    own = {
         "steps": c["step"],
         "tokens": c["tokens"],
         "supervised_tokens": c["supervised"],
         "hours": round(c["seconds"] / 3600, 3),
-        "hardware": {k: state["meta"].get(k) for k in ("cpu", "device", "threads", "precision")},
+    }
+    init = state.get("init_from")  # what the export this run started from had seen (--init-from)
+    total = {k: round(own[k] + init[k], 3) if k == "hours" else own[k] + init[k] for k in own} if init else own
+    meta["name"] = name or f"smollm2-135m-bd-{total['steps']}"
+    meta["delta_files"] = files
+    meta["training"] = {
+        **total,
+        "hardware": hardware,
         "recipe": {
             "objective": "block diffusion (BD3-LM / Fast-dLLM v2 layout, see engine/adapt.py): context causal, "
             "blocks bidirectional, token shift, MASK = specials.mask, 1/t-weighted CE on masked slots",
@@ -691,6 +818,9 @@ def export(run: Path, out: Path, name: str | None = None, base: dict[str, np.nda
         },
         "val": _last_val(run / "log.jsonl"),
     }
+    if init:
+        meta["training"]["init_from"] = {k: v for k, v in init.items() if k != "runs"}
+        meta["training"]["runs"] = init["runs"] + [{**own, "hardware": hardware}]
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.json").write_text(json.dumps(meta, indent=1))
     return meta

@@ -1,7 +1,8 @@
 """Block-diffusion adaptation (engine/adapt.py, engine/llama.py) on a tiny random Llama.
 
 The layout's mask and token shift, equality with what the runtime will compute from a KV
-cache, that training lowers the loss, exact resume, and an export the runtime merges.
+cache, that training lowers the loss, exact resume, an export the runtime merges, and a new
+run initialised from an export (``--init-from``).
 The last test checks the torch model against the runtime graph on the real 135M base (slow).
 """
 
@@ -257,6 +258,66 @@ def test_top_k_export_writes_full_deltas_split_under_the_limit(tiny_setup, tmp_p
     merged = {k: v.copy() for k, v in w.items()}
     _apply_delta(ModelInfo.load(tmp_path / "model"), merged)
     assert np.abs(merged["layers.1.mlp.up_proj"] - tr["layers.1.mlp.up_proj.weight"].numpy()).max() < 1e-2
+    model, _ = adapt.build_model(cfg, w, run_args(tmp_path / "x", "--top-k", "1"))
+    adapt.init_from_export(model, tmp_path / "model", run_args(tmp_path / "x", "--top-k", "1"))
+    got = model.layers[1].mlp.up_proj.weight.detach()
+    assert (
+        (got - tr["layers.1.mlp.up_proj.weight"]).abs().max()
+        < 1e-3
+        < (got - torch.from_numpy(w["layers.1.mlp.up_proj"])).abs().max()
+    )
+
+
+def test_init_from_an_export_continues_from_it_and_sums_the_training_record(tiny_setup, tmp_path):
+    """--init-from: the exported LoRA factors come back (fp16), the new run's first validation is the
+    exported one's last, the next export counts both runs; a different LoRA rank is refused."""
+    cfg, w, tok, docs = tiny_setup
+    first, second = tmp_path / "first", tmp_path / "second"
+    adapt.train(run_args(first, "--max-steps", "4"), (cfg, w), tok, docs)
+    m1 = tmp_path / "m1"
+    adapt.export(first, m1, base=w)
+
+    model, _ = adapt.build_model(cfg, w, run_args(tmp_path / "x"))
+    got = adapt.init_from_export(model, m1, run_args(tmp_path / "x"))
+    ck = torch.load(first / "ckpt.pt", weights_only=False)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(p, ck["trainable"][n], rtol=2e-3, atol=1e-5), n
+    assert got["steps"] == 4 and got["tokens"] == ck["counters"]["tokens"] > 0
+
+    # a fresh run (its rows built in a DataLoader worker) starts where the export stopped
+    adapt.train(run_args(second, "--max-steps", "2", "--init-from", str(m1), "--workers", "1"), (cfg, w), tok, docs)
+
+    def records(run):
+        return [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+
+    last_val = [r["val"] for r in records(first) if "val" in r][-1]
+    start_val = records(second)[0]["val"]
+    base_val = records(first)[0]["val"]
+    for B in last_val:
+        assert abs(start_val[B] - last_val[B]) <= 1e-3 * last_val[B] + 2e-4, (B, start_val, last_val)
+    assert any(abs(base_val[B] - last_val[B]) > 1e-2 for B in last_val)  # training had moved it
+    assert records(second)[-1]["step"] == 2
+
+    meta = adapt.export(second, tmp_path / "m2", base=w)
+    t2 = torch.load(second / "ckpt.pt", weights_only=False)["counters"]
+    tr = meta["training"]
+    assert tr["steps"] == 6 and tr["tokens"] == ck["counters"]["tokens"] + t2["tokens"]
+    assert tr["supervised_tokens"] == ck["counters"]["supervised"] + t2["supervised"]
+    assert tr["init_from"]["path"] == str(m1) and tr["init_from"]["steps"] == 4
+    assert [r["steps"] for r in tr["runs"]] == [4, 2] and meta["name"].endswith("-6")
+    info = ModelInfo.load(tmp_path / "m2")
+    assert info.meta["training"]["runs"][1]["hardware"]["device"] == "cpu"
+    # the record keeps accumulating: a run from m2 starts at 6 steps and knows both earlier runs
+    got = adapt.init_from_export(
+        adapt.build_model(cfg, w, run_args(tmp_path / "y"))[0], tmp_path / "m2", run_args(tmp_path / "y")
+    )
+    assert got["steps"] == 6 and len(got["runs"]) == 2
+
+    with pytest.raises(SystemExit, match="lora_r=16 there, 8 here"):
+        adapt.train(run_args(tmp_path / "third", "--init-from", str(m1), "--lora-r", "8"), (cfg, w), tok, docs)
+    with pytest.raises(SystemExit, match="top_k"):
+        adapt.train(run_args(tmp_path / "fourth", "--init-from", str(m1), "--top-k", "1"), (cfg, w), tok, docs)
 
 
 @pytest.mark.slow
