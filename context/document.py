@@ -156,8 +156,13 @@ class ParsedDocument:
         if line >= len(self._starts):
             return len(self.src)
         raw = self.line_bytes(line)
-        if encoding == "utf-8" or raw.isascii():
+        if raw.isascii():
             return self._starts[line] + min(character, len(raw))
+        if encoding == "utf-8":  # inside a character: after it
+            i = min(character, len(raw))
+            while i < len(raw) and 0x80 <= raw[i] < 0xC0:
+                i += 1
+            return self._starts[line] + i
         s = raw.decode("utf-8", "replace")
         units = 0
         for i, ch in enumerate(s):
@@ -270,3 +275,45 @@ class ParsedDocument:
     def full_parse(self):
         """A fresh parse of the current text, ignoring the incremental tree (for tests)."""
         return ts.parse(self._parser, self.src) if self._parser else None
+
+
+# -- the same rules for a document kept as a str (the server's pygls copy) ------------------------
+_NOT_LSP_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # str.splitlines' others
+
+
+def split_lines(text: str) -> list[str]:
+    """``text``'s lines with their line endings, as LSP ends them (``\\n``, ``\\r\\n``, ``\\r``); like
+    ``str.splitlines(True)`` otherwise (no empty entry after a final line ending)."""
+    parts = text.splitlines(True)
+    if not any(c in text for c in _NOT_LSP_BREAKS):
+        return parts
+    out, buf = [], ""
+    for p in parts:  # join the pieces split at a character that does not end a line
+        buf += p
+        if p[-1:] in ("\n", "\r"):
+            out.append(buf)
+            buf = ""
+    return [*out, buf] if buf else out
+
+
+def code_units(s: str, encoding: str = "utf-16") -> int:
+    """The length of ``s`` in ``encoding``'s code units (LSP's ``character``)."""
+    if encoding == "utf-32" or s.isascii():
+        return len(s)
+    if encoding == "utf-8":
+        return len(s.encode("utf-8", "surrogatepass"))
+    return len(s.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def code_point_index(s: str, units: int, encoding: str = "utf-16") -> int:
+    """The index in ``s`` of the position ``units`` code units in: past the end is the end (LSP); inside a
+    character (half a surrogate pair, part of a UTF-8 sequence) is after it, as :meth:`ParsedDocument.offset_at`."""
+    if encoding == "utf-32" or s.isascii():
+        return min(max(units, 0), len(s))
+    codec, width = ("utf-8", 1) if encoding == "utf-8" else ("utf-16-le", 2)
+    b = s.encode(codec, "surrogatepass")
+    cut = max(units, 0) * width
+    if cut >= len(b):
+        return len(s)
+    k = len(b[:cut].decode(codec, "ignore"))  # the characters wholly before the position
+    return k if len(s[:k].encode(codec, "surrogatepass")) == cut else k + 1

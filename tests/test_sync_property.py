@@ -36,11 +36,14 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError
+from pygls.workspace import TextDocument
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from unmask.context import ParsedDocument
+from unmask.lsp import convert
 from unmask.lsp import protocol as ext
 from unmask.lsp.repo import tree_outline
+from unmask.lsp.server import as_lsp_document
 
 # -- the reference client -------------------------------------------------------------------------
 BREAK = re.compile(r"\r\n|\r|\n")  # LSP: the only end-of-line sequences
@@ -228,6 +231,46 @@ def test_parsed_document_follows_the_client(data: bytes) -> None:
         check_text(doc, client)
         assert doc.version == version
     check_tree(doc)
+
+
+def pygls_document(text: str) -> TextDocument:
+    """The server's other copy of an open document: pygls' ``TextDocument`` as didOpen leaves it."""
+    doc = TextDocument("file:///tmp/unmask-sync/pygls.py", text, 1, sync_kind=types.TextDocumentSyncKind.Incremental)
+    as_lsp_document(doc)
+    return doc
+
+
+@settings(max_examples=2000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(min_size=120, max_size=320))
+def test_pygls_copy_follows_the_client(data: bytes) -> None:
+    """The same sessions on the server's pygls copy (what completions read), in process: its text, its lines,
+    and positions both ways (the end of the text, and where each line starts)."""
+    r = Entropy(data)
+    r.pick(LANGUAGES)
+    text = r.text(30)
+    client, doc = Client(text), pygls_document(text)
+    note(f"open {text!r}")
+    for _ in range(12):
+        if r.done:
+            break
+        kind, u, v, w, new, _ = r.pick(KINDS), r.int(N), r.int(N), r.int(N), r.text(6), r.pick(VERSION_STEPS)
+        if kind == "parse":
+            continue
+        start, end, new = change(client, kind, u, v, w, new)
+        note(f"{kind} {start}-{end} {new!r}")
+        if start is None:
+            client.text = new
+        else:
+            client.edit(start, end, new)
+        convert.edit(doc, wire_change(start, end, new), 2)  # the server records each change before applying it
+        doc.apply_change(wire_change(start, end, new))
+        assert doc.source == client.text
+        assert [line.rstrip("\r\n") for line in doc.lines] + [""] * client.text.endswith(("\r", "\n")) == (
+            client.line_texts() if client.text else []
+        )
+        assert doc.client_position_at_offset(len(doc.source)) == types.Position(*client.position(len(client.text)))
+        for line, (a, _) in enumerate(client.lines):
+            assert doc.offset_at_position(types.Position(line, 0)) == a
 
 
 # -- through the real server ----------------------------------------------------------------------
