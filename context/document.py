@@ -36,12 +36,17 @@ ENCODINGS = ("utf-16", "utf-8", "utf-32")
 _BREAK = re.compile(rb"\r\n?|\n")  # LSP's end-of-line sequences: \n, \r\n, \r
 
 
-def _utf8(text: str) -> bytes:
-    """``text`` as UTF-8; a lone surrogate (not encodable) becomes U+FFFD, one UTF-16 unit for one."""
+def encodable(text: str) -> str:
+    """``text`` with each lone surrogate (a JSON ``"\\ud800"`` escape; not UTF-8) as U+FFFD, one UTF-16 unit for one."""
     try:
-        return text.encode("utf-8")
+        text.encode("utf-8")
+        return text
     except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _utf8(text: str) -> bytes:
+    return encodable(text).encode("utf-8")
 
 
 def _line_starts(src: bytes, lo: int = 0, hi: int | None = None) -> list[int]:

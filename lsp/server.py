@@ -56,7 +56,7 @@ from pygls.workspace import TextDocument
 from pygls.workspace.position_codec import PositionCodec, ServerTextPosition
 
 from unmask.context import EXTENSIONS
-from unmask.context.document import code_point_index, code_units, split_lines
+from unmask.context.document import code_point_index, code_units, encodable, split_lines
 from unmask.engine.runtime import backend_config
 
 from . import config, convert, transport
@@ -113,7 +113,7 @@ class UnmaskProtocol(LanguageServerProtocol):
     def _edit_arrived(self, msg_id, params) -> None:
         _edit_arrival.set(None)
         try:
-            uri, version, position = convert.inline_edit_target(ext.plain(params) or {})
+            uri, version, position = _edit_target(params)
         except convert.BadParams:
             return  # the handler answers InvalidParams
         doc = open_document(self.workspace, uri)
@@ -187,6 +187,13 @@ class UnmaskProtocol(LanguageServerProtocol):
 _ANSWERED = object()  # a malformed request that already got its error response
 
 
+def _edit_target(params: Any) -> tuple[str, int | None, types.Position]:
+    """``(uri, version, position)`` of next-edit params; :class:`convert.BadParams` for any other shape (params
+    that are a string or an array raised AttributeError before, and the request was never answered)."""
+    value = ext.plain(params)
+    return convert.inline_edit_target(value if isinstance(value, dict) else {})
+
+
 def _param(params: Any, *keys: str) -> Any:
     """``params[k1][k2]...`` of a custom request's params, or None where it is missing or malformed."""
     value = ext.plain(params)
@@ -256,13 +263,18 @@ class LspDocument(TextDocument):
     def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
         a = self.offset_at_position(change.range.start)
         b = max(a, self.offset_at_position(change.range.end))
-        self._source = self.source[:a] + change.text + self.source[b:]
+        self._source = self.source[:a] + encodable(change.text) + self.source[b:]
+
+    def _apply_full_change(self, change: types.TextDocumentContentChangeEvent) -> None:
+        self._source = encodable(change.text)
 
 
 def as_lsp_document(doc: TextDocument) -> None:
-    """Make pygls' document an :class:`LspDocument` with an :class:`LspCodec` (pygls has no hook for it)."""
+    """Make pygls' document an :class:`LspDocument` with an :class:`LspCodec` (pygls has no hook for it).
+    Lone surrogates become U+FFFD, as in the parsed copy (else every completion re-synced it)."""
     doc.__class__ = LspDocument
     doc._position_codec = LspCodec(doc.position_codec.encoding)
+    doc._source = encodable(doc.source)
 
 
 class UnmaskServer(LanguageServer):
@@ -489,7 +501,7 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
     async def inline_edit(ls: UnmaskServer, params: Any) -> dict:
         """Next edits: the follow-ups of the user's last edit elsewhere in the document (model, under the deadline)."""
         try:
-            uri, version, position = convert.inline_edit_target(ext.plain(params) or {})
+            uri, version, position = _edit_target(params)
         except convert.BadParams as e:
             raise JsonRpcInvalidParams(f"malformed {ext.INLINE_EDIT} params: {e}") from None
         doc = open_document(ls.workspace, uri)
