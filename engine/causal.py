@@ -279,7 +279,9 @@ class CausalEngine:
         if p_ids:
             heal = self._bytes[p_ids[-1]]
             p_ids = p_ids[:-1]
-        return h_ids + p_ids, heal
+        ids = h_ids + p_ids
+        # an empty file (or one token, healed away): start from the document boundary the base knows
+        return ids or [self.tok.specials.eos], heal
 
     def _prefill(self, ids: list[int]):
         """Logits after ``ids`` and the cache; reuses the longest cached prefix."""

@@ -405,11 +405,6 @@ def test_a_document_that_is_not_utf8_on_the_wire_is_not_opened(wire: Wire):
     a_normal_completion_works(wire)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the causal engine fails (onnxruntime Reshape, InternalError) when the context before the cursor is one "
-    "token or none: an empty file, or one holding only a newline; engine/causal.py _context/_prefill",
-)
 @pytest.mark.parametrize("text", ["", "\n"])
 def test_a_completion_in_an_empty_document_is_answered(bare: Wire, text: str):
     uri = f"file:///tmp/unmask-bad/empty{len(text)}.py"
