@@ -37,7 +37,6 @@ import pytest_lsp
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInternalError
 from pygls.workspace import TextDocument
 from pytest_lsp import ClientServerConfig, LanguageClient
 
@@ -355,7 +354,6 @@ async def test_server_document_follows_the_client(server: LanguageClient):
     the document, and re-syncs the parsed copy from it if they disagree) leaves the parsed copy as it
     was: the server's two copies of the document agree."""
     client = server
-    engine_errors = 0
     for seed in range(SERVER_SESSIONS):
         r = Entropy(random.Random(seed).randbytes(240))
         language, text = r.pick(LANGUAGES), r.text(30)
@@ -405,12 +403,7 @@ async def test_server_document_follows_the_client(server: LanguageClient):
             text_document=types.TextDocumentIdentifier(uri=uri),
             position=types.Position(*end),
         )
-        try:
-            await client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params)
-        except JsonRpcInternalError as e:  # the engine fails on a context of one token or none: test_bad_input.py
-            assert "Reshape" in str(e), why
-            engine_errors += 1
+        await client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params)
         assert (await server_copy(client, uri))["text"] == mirror.text, why
         client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri)))
     assert not [m.message for m in client.log_messages if "drifted" in m.message]
-    assert engine_errors < SERVER_SESSIONS // 2
