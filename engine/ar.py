@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .data import FIM_TOKENS, fim_ids
-from .runtime import ModelError, ModelInfo
+from .runtime import ModelError, ModelInfo, ort_options
 from .tokenizer import Tokenizer, file_sha256
 
 MAX_NEW = 64  # the middle is capped at 64 tokens in training (make_fim_example)
@@ -203,14 +203,7 @@ class ArEngine:
         import onnxruntime as ort
 
         self._load_meta(path)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+        so, providers = ort_options(device, threads)
 
         def session(name: str):
             f = self.info.file(name)

@@ -139,14 +139,9 @@ class OnnxDecoder:
     def __init__(self, path: Path, n_layer: int, n_kv: int, head_dim: int, device: str = "auto", threads: int = 0):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+        from .runtime import ort_options
+
+        so, providers = ort_options(device, threads)
         self.providers = providers
         try:
             self.sess = ort.InferenceSession(str(path), so, providers=providers)

@@ -75,21 +75,28 @@ class Backend(Protocol):
     def step(self, span_ids: np.ndarray, span_pos: np.ndarray, kv: Any) -> np.ndarray: ...
 
 
+def ort_options(device: str = "auto", threads: int = 0):
+    """ONNX Runtime session options and providers for every graph unmask runs (CUDA first when allowed)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    providers = ["CPUExecutionProvider"]
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return so, providers
+
+
 class OnnxBackend:
     name = "onnx"
 
     def __init__(self, info: ModelInfo, device: str = "auto", threads: int = 0):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        avail = ort.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in avail:
-            providers.insert(0, "CUDAExecutionProvider")
+        so, providers = ort_options(device, threads)
         self.providers = providers
 
         def session(name: str):
