@@ -24,7 +24,6 @@ It knows the Llama architecture and parameter names; nothing about tokens, promp
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -32,29 +31,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import LlamaConfig
-
-
-@dataclass
-class Config:
-    n_layer: int = 30
-    d_model: int = 576
-    n_head: int = 9
-    n_kv_head: int = 3
-    d_ff: int = 1536
-    vocab: int = 49152
-    rope_theta: float = 100000.0
-    norm_eps: float = 1e-5
-
-    @classmethod
-    def from_base(cls, c: LlamaConfig) -> Config:
-        return cls(c.n_layer, c.d_model, c.n_head, c.n_kv_head, c.d_ff, c.vocab, c.rope_theta, c.norm_eps)
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class RMSNorm(nn.Module):
@@ -97,7 +73,7 @@ def apply_rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    def __init__(self, c: Config):
+    def __init__(self, c: LlamaConfig):
         super().__init__()
         hd = c.head_dim
         self.c = c
@@ -123,7 +99,7 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, c: Config):
+    def __init__(self, c: LlamaConfig):
         super().__init__()
         self.gate_proj = nn.Linear(c.d_model, c.d_ff, bias=False)
         self.up_proj = nn.Linear(c.d_model, c.d_ff, bias=False)
@@ -134,7 +110,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, c: Config):
+    def __init__(self, c: LlamaConfig):
         super().__init__()
         self.input_layernorm = RMSNorm(c.d_model, c.norm_eps)
         self.self_attn = Attention(c)
@@ -147,7 +123,7 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, c: Config):
+    def __init__(self, c: LlamaConfig):
         super().__init__()
         self.c = c
         self.embed_tokens = nn.Embedding(c.vocab, c.d_model)
@@ -172,12 +148,11 @@ class Llama(nn.Module):
 
     # -- weights ---------------------------------------------------------------------------
     @classmethod
-    def from_weights(cls, cfg: LlamaConfig | Config, w: dict[str, np.ndarray]) -> Llama:
+    def from_weights(cls, cfg: LlamaConfig, w: dict[str, np.ndarray]) -> Llama:
         """The model with ``read_gguf``'s float32 weights (HF names without ``.weight``)."""
-        c = cfg if isinstance(cfg, Config) else Config.from_base(cfg)
-        m = cls(c)
+        m = cls(cfg)
         if "lm_head" in w:
-            m.lm_head = nn.Linear(c.d_model, c.vocab, bias=False)
+            m.lm_head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
         m.load_base(w)
         return m
 
