@@ -270,16 +270,7 @@ def serve_tcp(server: Any, host: str, port: int, guard: Guard) -> None:
         )
         server.shutdown()
 
-    async def main() -> None:
-        server._server = srv = await asyncio.start_server(connection, host, port)
-        announce("tcp", srv.sockets, host, guard)
-        async with srv:
-            await srv.serve_forever()
-
-    try:
-        asyncio.run(main())
-    except asyncio.CancelledError:
-        pass
+    _run(server, "tcp", lambda: asyncio.start_server(connection, host, port), host, guard)
 
 
 # -- WebSocket ----------------------------------------------------------------------------------
@@ -313,9 +304,15 @@ def serve_ws(server: Any, host: str, port: int, guard: Guard) -> None:
         )
         server.shutdown()
 
+    _run(server, "ws", lambda: serve(handler, host, port, process_request=check), host, guard)
+
+
+def _run(server: Any, kind: str, start: Any, host: str, guard: Guard) -> None:
+    """Start the listening server ``start()`` makes, say where it listens, serve until stopped."""
+
     async def main() -> None:
-        server._server = srv = await serve(handler, host, port, process_request=check)
-        announce("ws", srv.sockets, host, guard)
+        server._server = srv = await start()
+        announce(kind, srv.sockets, host, guard)
         async with srv:
             await srv.serve_forever()
 
