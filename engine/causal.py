@@ -189,12 +189,6 @@ def suffix_as_comments(suffix: str, comment: str = "#", max_lines: int = 12) -> 
 
 
 @dataclass
-class _Entry:
-    tokens: tuple[int, ...]
-    past: list
-
-
-@dataclass
 class CacheStats:
     requests: int = 0
     hits: int = 0  # a cached prefix was reused
@@ -239,7 +233,7 @@ class CausalEngine:
         self.suffix_style = os.environ.get("UNMASK_SUFFIX_STYLE") or self.meta.get("prompt", {}).get(
             "suffix", "comments"
         )
-        self._cache: OrderedDict[int, _Entry] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, ...], list] = OrderedDict()  # context tokens -> their KV cache
         self._cache_size = cache_size
         self._heal_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.stats = CacheStats()
@@ -283,16 +277,15 @@ class CausalEngine:
         self.stats.requests += 1
         key = tuple(ids)
         best, best_n = None, 0
-        for k, e in self._cache.items():
-            n = _common_prefix(e.tokens, key)
+        for toks in self._cache:
+            n = _common_prefix(toks, key)
             if n > best_n:
-                best, best_n = k, n
+                best, best_n = toks, n
         n = min(best_n, len(ids) - 1)
         past = None
         if best is not None and n > 0:
-            e = self._cache[best]
-            past = [(k[:, :, :n], v[:, :, :n]) for k, v in e.past]
-            if n < len(e.tokens):
+            past = [(k[:, :, :n], v[:, :, :n]) for k, v in self._cache[best]]
+            if n < len(best):
                 past = [(np.ascontiguousarray(k), np.ascontiguousarray(v)) for k, v in past]
             self.stats.hits += 1
             self.stats.reused_tokens += n
@@ -303,9 +296,9 @@ class CausalEngine:
         self.last_cache["reused"] += n
         self.last_cache["prefilled"] += len(new)
         logits, present = self.backend.encode(new, range(n, len(ids)), causal_bias(n, len(new)), past, len(new) - 1)
-        for k in [k for k, e in self._cache.items() if key[: len(e.tokens)] == e.tokens]:
-            del self._cache[k]  # superseded by this longer context
-        self._cache[id(key)] = _Entry(key, present)
+        for toks in [t for t in self._cache if key[: len(t)] == t]:
+            del self._cache[toks]  # superseded by this longer context (or the same one)
+        self._cache[key] = present
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return logits[-1], present
