@@ -37,19 +37,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from block_steps import cpu_flags
 
-    from unmask.engine.causal import OnnxDecoder, causal_bias, runtime_dir
+    from unmask.engine.causal import OnnxDecoder, causal_bias, prepare_runtime
     from unmask.engine.runtime import ModelInfo
 
     info = ModelInfo.load(None)
     decoders = {}
     for q in args.quant.split(","):
-        meta = dict(info.meta, quant=q)
-        qi = ModelInfo(info.path, meta)
-        from unmask.engine.causal import prepare_runtime
-
-        rt = prepare_runtime(qi, quiet=True)
-        assert rt == runtime_dir(qi)
-        decoders[q] = OnnxDecoder(rt / "model.onnx", 30, 3, 64, threads=args.threads)
+        rt = prepare_runtime(ModelInfo(info.path, dict(info.meta, quant=q)), quiet=True)
+        decoders[q] = OnnxDecoder.load(rt, threads=args.threads)
     rng = np.random.default_rng(0)
     ctxs = [int(x) for x in args.contexts.split(",")]
     blocks = [int(x) for x in args.blocks.split(",")]

@@ -150,6 +150,12 @@ class OnnxDecoder:
         self.n_layer, self.n_kv, self.head_dim = n_layer, n_kv, head_dim
         self.empty = np.zeros((1, n_kv, 0, head_dim), np.float32)
 
+    @classmethod
+    def load(cls, runtime: Path, device: str = "auto", threads: int = 0) -> OnnxDecoder:
+        """The decoder of a prepared runtime directory (its ``config.json`` gives the cache's shape)."""
+        c = json.loads((runtime / "config.json").read_text())["config"]
+        return cls(runtime / "model.onnx", c["n_layer"], c["n_kv_head"], c["d_model"] // c["n_head"], device, threads)
+
     def forward(self, ids, pos, bias, past, logits_from: int):
         """ids/pos (T,), bias (T, P+T), past [(k, v)] * layers or None -> (logits (T-from, V), present)."""
         feed = {
@@ -219,11 +225,9 @@ class CausalEngine:
         cfg.pop("path", None)
         self.info, self.meta = info, info.meta
         rt = prepare_runtime(info)
-        c = json.loads((rt / "config.json").read_text())["config"]
         self.tokenizer_path = rt / "tokenizer.json"
         self.tok = Tokenizer.from_file(self.tokenizer_path, specials=Specials(**self.meta["specials"]))
-        self.control = np.array(sorted(self.tok.control_ids), np.int64)
-        self.backend = OnnxDecoder(rt / "model.onnx", c["n_layer"], c["n_kv_head"], c["d_model"] // c["n_head"], **cfg)
+        self.backend = OnnxDecoder.load(rt, **cfg)
         self.window = int(self.meta.get("window", 512))
         self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
         self.long_bucket = int(self.meta.get("long_bucket", 128))  # tokens for a multi-line hole in batch use
@@ -432,13 +436,7 @@ class CausalEngine:
                     if len(raw) > len(heal):
                         confs.append(slot_conf[n_used - 1])
                     text = _text(raw, heal)
-                    stop, text = _stop(text, cur_line, one_line, next_lines, len(confs) >= max_new)
-                    if one_line and rest_of_line and (stop or text.endswith(rest_of_line)):
-                        stop, text = True, _before_rest(text, rest_of_line)
-                    elif rest_of_line and not one_line:  # a hole ending inside a line: where the line's rest begins
-                        cut = _rest_reached(text, rest_of_line)
-                        if cut is not None:
-                            stop, text = True, cut
+                    stop, text = _stop(text, cur_line, one_line, next_lines, len(confs) >= max_new, rest_of_line)
                     if stop:
                         break
                 step += 1
@@ -663,10 +661,25 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def _stop(text: str, cur_line: str, one_line: bool, next_lines: list[str], full: bool) -> tuple[bool, str]:
-    """Whether the text is complete, and the text cut where it ends.
+def _stop(
+    text: str, cur_line: str, one_line: bool, next_lines: list[str], full: bool, rest: str = ""
+) -> tuple[bool, str]:
+    """Whether the text is complete, and the text cut where it ends: the line and block rules
+    (:func:`_line_stop`), then the code after the hole on its line (``rest``, stripped): a
+    one-line text ends where it writes that rest (cut off, no newline); a block ends where one
+    of its lines reaches it."""
+    stop, text = _line_stop(text, cur_line, one_line, next_lines, full)
+    if one_line and rest and (stop or text.endswith(rest)):
+        return True, _before_rest(text, rest)
+    if rest and not one_line:
+        cut = _rest_reached(text, rest)
+        if cut is not None:
+            return True, cut
+    return stop, text
 
-    ``cur_line``: the text of the cursor's line before the hole. One line: ends at its newline.
+
+def _line_stop(text: str, cur_line: str, one_line: bool, next_lines: list[str], full: bool) -> tuple[bool, str]:
+    """``cur_line``: the text of the cursor's line before the hole. One line: ends at its newline.
     A block: ends before a complete line that dedents below the block (at or below the cursor
     line when that line opens a block with ``:``/``{``, below the first line otherwise), that
     repeats the first line after the hole (or the second or third, when at least 8 characters
