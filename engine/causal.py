@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -214,10 +215,83 @@ class CausalPrepared:
     now: list[str] = field(default_factory=list)  # each hole's current text
 
 
+class ContextCache:
+    """KV caches of recent contexts, thread-safe, least recently used out.
+
+    Entries live in namespaces (one per document or user on a shared engine; ``None`` for the
+    in-process engine): a lookup reuses the longest cached token prefix within its namespace
+    only. At most ``per_ns`` entries per namespace, and at most ``max_mb`` megabytes in all
+    (0: no byte bound); the least recently used entry goes first.
+    """
+
+    def __init__(self, per_ns: int = 4, max_mb: float = 0):
+        self.per_ns, self.max_bytes = per_ns, int(max_mb * 2**20)
+        self.lock = threading.Lock()
+        self._entries: OrderedDict[tuple, tuple[list, int]] = OrderedDict()  # (ns, tokens) -> (present, bytes)
+        self.bytes = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, ns, ids: list[int]):
+        """(n, past): the longest cached prefix of ``ids`` in ``ns`` (at most len - 1 tokens), or (0, None)."""
+        key = tuple(ids)
+        with self.lock:
+            best, best_n = None, 0
+            for e in self._entries:
+                if e[0] == ns:
+                    n = _common_prefix(e[1], key)
+                    if n > best_n:
+                        best, best_n = e, n
+            if best is None:
+                return 0, None
+            self._entries.move_to_end(best)
+            present = self._entries[best][0]
+        n = min(best_n, len(ids) - 1)
+        if n <= 0:
+            return 0, None
+        past = [(k[:, :, :n], v[:, :, :n]) for k, v in present]
+        if n < len(best[1]):
+            past = [(np.ascontiguousarray(k), np.ascontiguousarray(v)) for k, v in past]
+        return n, past
+
+    def store(self, ns, ids: list[int], present: list) -> None:
+        """Keep ``present`` for ``ids`` in ``ns``; entries it extends (prefixes of ``ids``) go."""
+        key = tuple(ids)
+        if any(k.base is not None for k, _ in present):  # a view of a batched run: keep only this request's part
+            present = [(np.ascontiguousarray(k).copy(), np.ascontiguousarray(v).copy()) for k, v in present]
+        size = sum(k.nbytes + v.nbytes for k, v in present)
+        with self.lock:
+            for e in [e for e in self._entries if e[0] == ns and key[: len(e[1])] == e[1]]:
+                self.bytes -= self._entries.pop(e)[1]  # superseded by this longer context (or the same one)
+            self._entries[(ns, key)] = (present, size)
+            self.bytes += size
+            mine = [e for e in self._entries if e[0] == ns]
+            for e in mine[: max(0, len(mine) - self.per_ns)]:
+                self.bytes -= self._entries.pop(e)[1]
+                self.evicted += 1
+            while self.max_bytes and self.bytes > self.max_bytes and len(self._entries) > 1:
+                self.bytes -= self._entries.popitem(last=False)[1][1]
+                self.evicted += 1
+            if self.per_ns <= 0:
+                self._entries.clear()
+                self.bytes = 0
+
+    def as_dict(self) -> dict:
+        with self.lock:
+            return {
+                "entries": len(self._entries),
+                "namespaces": len({e[0] for e in self._entries}),
+                "mb": round(self.bytes / 2**20, 1),
+                "evicted": self.evicted,
+            }
+
+
 class CausalEngine:
     """The base model behind the engine API (``stream_holes``, ``infill``, ``stream_edit``...)."""
 
-    def __init__(self, info: ModelInfo, backend: dict | None = None, cache_size: int = 4):
+    def __init__(self, info: ModelInfo, backend: dict | None = None, cache_size: int = 4, cache_mb: float = 0):
         cfg = dict(backend or {})
         kind = cfg.pop("type", "onnx")
         if kind != "onnx":
@@ -237,13 +311,24 @@ class CausalEngine:
         self.suffix_style = os.environ.get("UNMASK_SUFFIX_STYLE") or self.meta.get("prompt", {}).get(
             "suffix", "comments"
         )
-        self._cache: OrderedDict[tuple[int, ...], list] = OrderedDict()  # context tokens -> their KV cache
-        self._cache_size = cache_size
+        self._cache = ContextCache(cache_size, cache_mb)  # context tokens -> their KV cache, per namespace
+        self._local = threading.local()  # per request thread: cache namespace and last_cache (the engine is shared)
         self._heal_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.stats = CacheStats()
-        self.last_cache = {"reused": 0, "prefilled": 0}  # context tokens of the latest request: from cache / run
         vocab = self.tok.hf.get_vocab_size()
         self._bytes = [self._token_bytes(i) for i in range(vocab)]
+
+    @property
+    def last_cache(self) -> dict:
+        """Context tokens of this thread's latest request: from the cache / run."""
+        d = getattr(self._local, "cache", None)
+        if d is None:
+            d = self._local.cache = {"reused": 0, "prefilled": 0}
+        return d
+
+    @last_cache.setter
+    def last_cache(self, value: dict) -> None:
+        self._local.cache = value
 
     def _token_bytes(self, i: int) -> bytes:
         if i in self.tok.control_ids:
@@ -277,34 +362,20 @@ class CausalEngine:
         return ids or [self.tok.specials.eos], heal
 
     def _prefill(self, ids: list[int]):
-        """Logits after ``ids`` and the cache; reuses the longest cached prefix."""
-        self.stats.requests += 1
-        key = tuple(ids)
-        best, best_n = None, 0
-        for toks in self._cache:
-            n = _common_prefix(toks, key)
-            if n > best_n:
-                best, best_n = toks, n
-        n = min(best_n, len(ids) - 1)
-        past = None
-        if best is not None and n > 0:
-            past = [(k[:, :, :n], v[:, :, :n]) for k, v in self._cache[best]]
-            if n < len(best):
-                past = [(np.ascontiguousarray(k), np.ascontiguousarray(v)) for k, v in past]
-            self.stats.hits += 1
-            self.stats.reused_tokens += n
-        else:
-            n = 0
+        """Logits after ``ids`` and the cache; reuses the longest cached prefix (of this thread's cache namespace)."""
+        ns = getattr(self._local, "ns", None)
+        n, past = self._cache.lookup(ns, ids)
         new = ids[n:]
-        self.stats.prefilled_tokens += len(new)
+        with self._cache.lock:
+            self.stats.requests += 1
+            if n:
+                self.stats.hits += 1
+                self.stats.reused_tokens += n
+            self.stats.prefilled_tokens += len(new)
         self.last_cache["reused"] += n
         self.last_cache["prefilled"] += len(new)
         logits, present = self.backend.encode(new, range(n, len(ids)), causal_bias(n, len(new)), past, len(new) - 1)
-        for toks in [t for t in self._cache if key[: len(t)] == t]:
-            del self._cache[toks]  # superseded by this longer context (or the same one)
-        self._cache[key] = present
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.store(ns, ids, present)
         return logits[-1], present
 
     def _allowed(self, rest: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -476,6 +547,7 @@ class CausalEngine:
         block: int | None = None,
         block_steps: int | None = None,
         comment: str | None = None,
+        cache: str | None = None,
     ) -> Iterator[InfillDraft]:
         """Drafts, one per model call, for the hole(s) of ``pieces`` (holes filled in order).
 
@@ -485,9 +557,11 @@ class CausalEngine:
         block_steps: model calls per block (default: the model's, else ``block``);
         threshold: a slot is committed once at least this likely (at least one per step).
         comment: the document language's line comment (the suffix is shown as comments; default ``#``).
+        cache: the context cache namespace (a document on a shared engine); only its entries are reused.
         remask does not apply.
         """
         del remask
+        self._local.ns = cache
         dec = self.meta.get("decoding", {})
         block = int(block or dec.get("block", 1))
         block_steps = int(block_steps or dec.get("block_steps", block))
@@ -572,9 +646,12 @@ class CausalEngine:
             raise ValueError("no hole fits the model window")
         return CausalPrepared([LINE_BUCKET] * holes, parts, now[:holes])
 
-    def stream_prepared(self, prep, *, budget_ms: float | None = None, steps: int = 32, **_) -> Iterator[InfillDraft]:
+    def stream_prepared(
+        self, prep, *, budget_ms: float | None = None, steps: int = 32, cache: str | None = None, **_
+    ) -> Iterator[InfillDraft]:
         """Drafts for a prepared next-edit request: holes filled left to right, one line each."""
         t0 = time.perf_counter()
+        self._local.ns = cache
         deadline = t0 + budget_ms / 1000 if budget_ms else None
         self.last_cache = {"reused": 0, "prefilled": 0}
         n = len(prep.buckets)

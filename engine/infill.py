@@ -60,20 +60,29 @@ class Prepared:
     key: tuple = field(default=(), repr=False)
 
 
-def Engine(backend: dict | None = None, cache_size: int = 8):  # noqa: N802 - used like a class
+def Engine(backend: dict | None = None, cache_size: int = 8, cache_mb: float = 128):  # noqa: N802 - used like a class
     """The engine for the model that ``backend`` (a tagged config, see ``runtime``) names.
 
     ``model.json``'s ``kind`` picks it: ``causal-base`` is the pretrained base over a cached
-    causal context (:class:`unmask.engine.causal.CausalEngine`), anything else the project's
-    own denoiser (:class:`DenoiserEngine`). Both have the same public API.
+    causal context (:class:`unmask.engine.causal.CausalEngine`, its context caches bounded by
+    ``cache_mb``), anything else the project's own denoiser (:class:`DenoiserEngine`). A
+    ``{"type": "remote", "url": ..., "token": ..., "fallback": <backend or None>}`` config is a
+    team engine over HTTP (:class:`unmask.engine.remote.RemoteEngine`). All have the same public API.
     """
     from .runtime import ModelInfo
 
-    info = ModelInfo.load((backend or {}).get("path"))
+    cfg = dict(backend or {})
+    if cfg.get("type") == "remote":
+        from .remote import RemoteEngine
+
+        local = cfg.get("fallback")
+        fallback = Engine(local, cache_size, cache_mb) if local is not None else None
+        return RemoteEngine(cfg["url"], token=cfg.get("token"), fallback=fallback)
+    info = ModelInfo.load(cfg.get("path"))
     if info.meta.get("kind") == "causal-base":
         from .causal import CausalEngine
 
-        return CausalEngine(info, backend)
+        return CausalEngine(info, backend, cache_mb=cache_mb)
     return DenoiserEngine(backend, cache_size)
 
 
@@ -166,10 +175,12 @@ class DenoiserEngine:
         one_line: bool = False,
         block: int | None = DEFAULT_BLOCK,
         comment: str | None = None,
+        cache: str | None = None,
     ) -> Iterator[InfillDraft]:
         """Yield a draft per step for every hole of ``pieces`` (see module docstring).
 
         comment: the language's line comment; unused here (the denoiser sees the suffix as it is).
+        cache: a context cache namespace; unused here (one shared cache).
 
         oracle_lengths: exact token counts of the answers (evaluation with given length):
         each hole gets exactly that many slots and no end-of-span.

@@ -526,6 +526,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("bench", help="diffusion vs AR baseline on HumanEval (bench/ar_vs_diffusion.py)", add_help=False)
 
     p = sub.add_parser("serve", help="run the language server (unmask serve --help)", add_help=False)
+    sub.add_parser("engine", help="team engine: `unmask engine serve` (one model for many editors)", add_help=False)
 
     p = sub.add_parser("doctor", help="check the install and the model")
     p.add_argument("--model", help="model directory (default: the shipped model)")
@@ -559,6 +560,12 @@ def main(argv: list[str] | None = None) -> None:
         from unmask.lsp.server import main as serve_main
 
         return serve_main(rest)
+    if args.cmd == "engine":
+        if rest[:1] != ["serve"]:
+            ap.error("usage: unmask engine serve [--help]")
+        from unmask.engine.team import main as engine_main
+
+        sys.exit(engine_main(rest[1:]))
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.cmd == "doctor":

@@ -217,6 +217,7 @@ class Completer:
             threshold=s.threshold,
             one_line=not span.multiline,
             comment=_line_comment(req.language_id, req.uri),
+            cache=req.uri,
             created=req.arrived,
             trace=tr,
             label=f"{req.uri} v{req.version} request {req.request_id}",

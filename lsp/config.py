@@ -39,6 +39,8 @@ class Settings:
     next_edit_rename_rule: bool = True  # renamed words: the new word at their other uses, by rule, not by the model
     next_edit_replay_rule: bool = True  # sibling lines of the edited line's shape: the same change, by rule
     next_edit_signature_rule: bool = True  # call sites of a changed signature: arguments rewritten, by rule
+    engine_url: str | None = None  # a team engine (``unmask engine serve``) to complete with; None: in-process
+    engine_local_fallback: bool = False  # with engine_url: also load the local model, to answer when the engine cannot
 
     def language_enabled(self, language_id: str | None) -> bool:
         return "*" in self.enabled_languages or (language_id or "") in self.enabled_languages
@@ -73,6 +75,14 @@ def _path(v: Any) -> str | None:
         return None
     if not isinstance(v, str):
         raise ValueError("expected a directory path (string) or null")
+    return v
+
+
+def _url(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str) or not v.startswith(("http://", "https://")) or len(v) > 2048:
+        raise ValueError("expected an http:// or https:// URL of a team engine, or null")
     return v
 
 
@@ -115,6 +125,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "nextEdit.renameRule": ("next_edit_rename_rule", _bool),
     "nextEdit.replayRule": ("next_edit_replay_rule", _bool),
     "nextEdit.signatureRule": ("next_edit_signature_rule", _bool),
+    "engine.url": ("engine_url", _url),
+    "engine.localFallback": ("engine_local_fallback", _bool),
 }
 DEFAULTS = Settings()
 

@@ -68,6 +68,7 @@ from .timings import Timings
 from .worker import ModelWorker
 
 log = logging.getLogger("unmask.lsp")
+ENGINE_TOKEN_ENV = "UNMASK_ENGINE_TOKEN"  # the team engine's bearer token (never a flag: the process list shows flags)
 
 try:
     __version__ = version("unmask")
@@ -283,6 +284,8 @@ class UnmaskServer(LanguageServer):
         self.settings = config.Settings()
         self.worker = worker
         self.model_flag = model_flag  # --model; settings' modelPath overrides it
+        self.local_backend = dict(worker.backend) if worker.backend.get("type") != "remote" else {"type": "onnx"}
+        self.engine_flag: dict = {}  # --engine URL, its token and --local-fallback; settings' engine.url overrides
         self.repo = RepoContext()
         self.timings = Timings()
         self.completer = Completer(
@@ -304,8 +307,23 @@ class UnmaskServer(LanguageServer):
             log.info("ignoring unknown settings from %s: %s", origin, ", ".join(map(str, unknown)))
         old, self.settings = self.settings, new
         log.info("settings from %s: %s", origin, new)
-        if new.model_path != old.model_path:
+        engine = self.engine_backend(new)
+        if new.model_path != old.model_path or engine != self.worker.backend:
+            self.worker.backend = engine
             self.watch_load(self.worker.load(new.model_path or self.model_flag))
+
+    def engine_backend(self, s: config.Settings) -> dict:
+        """The worker's backend for settings ``s``: the team engine when one is set, else the local model."""
+        url = s.engine_url or self.engine_flag.get("url")
+        if not url:
+            return dict(self.local_backend)
+        fallback = s.engine_local_fallback or self.engine_flag.get("fallback", False)
+        return {
+            "type": "remote",
+            "url": url,
+            "token": self.engine_flag.get("token"),
+            "fallback": dict(self.local_backend) if fallback else None,
+        }
 
     def watch_load(self, fut: Future) -> None:
         """Tell the user when a model load fails (once the event loop runs)."""
@@ -676,6 +694,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="--ws: also accept browser pages from ORIGIN (SCHEME://HOST[:PORT]; repeatable)",
     )
     ap.add_argument("--model", help="model directory (default: the shipped model; modelPath overrides)")
+    ap.add_argument(
+        "--engine",
+        metavar="URL",
+        help="complete with a team engine (`unmask engine serve`) at URL instead of the in-process model "
+        f"(engine.url overrides; its token: ${ENGINE_TOKEN_ENV})",
+    )
+    ap.add_argument(
+        "--local-fallback",
+        action="store_true",
+        help="with --engine: also load the local model and answer from it when the engine cannot in time",
+    )
     ap.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
     ap.add_argument("--threads", type=int, default=0, help="model intra-op threads (0: runtime default)")
     ap.add_argument("--log-file", default=None, help=f"log file (default: {default_log_file()}; '' for none)")
@@ -708,6 +737,13 @@ def main(argv: list[str] | None = None) -> None:
     where = listen_on(args)  # before anything loads: unsafe settings stop here
     worker = ModelWorker(backend_config(args.backend, threads=args.threads))
     server = build(worker, args.model)
+    if args.engine:
+        server.engine_flag = {
+            "url": args.engine,
+            "token": os.environ.get(ENGINE_TOKEN_ENV),
+            "fallback": args.local_fallback,
+        }
+        worker.backend = server.engine_backend(server.settings)
     path = setup_logging(server, args.log_file, args.log_level)
     log.info("unmask %s serving (pid %d), log file %s", __version__, os.getpid(), path)
     server.watch_load(worker.load(args.model))  # at start, on the model thread, while the client connects

@@ -52,6 +52,7 @@ class Job:
     threshold: float
     one_line: bool = False  # single-line mode: the engine ends the text (and its confidence) at the first newline
     comment: str | None = None  # the document language's line comment (how the engine shows code as comments)
+    cache: str | None = None  # the engine's context cache to extend (the document's URI)
     on_draft: Callable[[InfillDraft], None] | None = None  # called in the worker thread
     created: float = field(default_factory=time.perf_counter)
     trace: Trace | None = None  # filled with the engine's stages
@@ -138,7 +139,10 @@ class ModelWorker:
 
     def _load(self, path: str | None) -> str:
         cfg = dict(self.backend)
-        if path:
+        if path and cfg.get("type") == "remote":  # the model path is the local fallback's
+            if cfg.get("fallback") is not None:
+                cfg["fallback"] = dict(cfg["fallback"], path=path)
+        elif path:
             cfg["path"] = path
         t0 = time.perf_counter()
         try:
@@ -202,6 +206,7 @@ class ModelWorker:
                 budget_ms=budget,
                 one_line=job.one_line,
                 comment=job.comment,
+                cache=job.cache,
             ):
                 walls.append(draft.ms - (last.ms if last is not None else draft.encode_ms))
                 last = draft
