@@ -121,7 +121,7 @@ class RemoteEngine:
         return h
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        if self._conn is None:
+        if self._conn is None or self._conn.sock is None:  # new, or the engine closed it after an answer
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             self._conn = cls(self._host, self._port, timeout=min(timeout, CONNECT_S))
             self._conn.connect()
@@ -231,7 +231,8 @@ class RemoteEngine:
             raise ValueError(f"HTTP {resp.status}: {msg}")
         done = False
         while True:
-            conn.sock.settimeout(wait())
+            if conn.sock is not None:
+                conn.sock.settimeout(wait())
             line = resp.readline()
             if not line:
                 break

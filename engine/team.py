@@ -106,7 +106,7 @@ def parse_request(body: bytes) -> dict:
 class Figures:
     """Our counters for ``/v1/stats`` (and Ray's metrics when running under Serve)."""
 
-    def __init__(self, ray_metrics: bool = True):
+    def __init__(self, ray_metrics: bool = False):
         self.lock = threading.Lock()
         self.requests = self.cancelled = self.superseded = self.errors = self.model_calls = self.batches = 0
         self.batch_sizes: dict[int, int] = {}
@@ -212,7 +212,14 @@ class EngineCore:
     """The replica's work, without Ray: one engine shared by request threads, model calls batched
     by ``batcher`` (an async function of a list of calls; under Serve the ``@serve.batch`` method)."""
 
-    def __init__(self, model: str | None = None, threads: int = 0, cache_mb: float = 2048, device: str = "auto"):
+    def __init__(
+        self,
+        model: str | None = None,
+        threads: int = 0,
+        cache_mb: float = 2048,
+        device: str = "auto",
+        ray_metrics: bool = False,
+    ):
         from .infill import Engine
         from .runtime import backend_config
 
@@ -221,7 +228,7 @@ class EngineCore:
             cfg["device"] = device
         self.engine = Engine(cfg, cache_mb=cache_mb)
         self.inner = self.engine.backend
-        self.figures = Figures()
+        self.figures = Figures(ray_metrics)
         self.inflight = Inflight()
         self.requests_pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="unmask-req")
         self.model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-model")
@@ -372,7 +379,7 @@ def build_app(
     )
     class EngineReplica:
         def __init__(self):
-            self.core = EngineCore(model, threads, cache_mb, device)
+            self.core = EngineCore(model, threads, cache_mb, device, ray_metrics=True)
             self.core.token = token
             self.forward.set_max_batch_size(max_batch_size)
             self.forward.set_batch_wait_timeout_s(batch_wait_ms / 1000)
