@@ -12,12 +12,14 @@ move to the shared engine. It speaks the team engine's protocol (:mod:`.team`):
   The request names its cache (``user`` and ``doc``): the engine keeps a context cache per
   document and cancels a document's older request when a newer one arrives (newest wins).
 
-**Deadlines.** A request never blocks the editor beyond its budget: the socket waits at most
-until the deadline (plus a small grace for the last draft in flight); then the drafts so far
-are the answer. With a local ``fallback`` engine, a remote engine that cannot be reached, or
-that has not sent its first draft by ``FIRST_DRAFT_SHARE`` of the budget, is left and the
-local engine answers in the time that remains; an unreachable engine is not tried again for
-``RETRY_S`` seconds. Without a fallback the answer is empty.
+**Deadlines.** The engine ends decoding at the request's budget once there is text, as the
+in-process engine does (a cold context may take longer to show its first words); the daemon
+waits for drafts at most ``LATE_FACTOR`` times the budget (plus a small grace), then the drafts
+so far are the answer: a stuck or overloaded engine never holds a request longer. With a
+local ``fallback`` engine, a remote engine that cannot be reached, or that has not sent its
+first draft by ``FIRST_DRAFT_SHARE`` of the budget, is left and the local engine answers in
+the time that remains; an unreachable engine is not tried again for ``RETRY_S`` seconds.
+Without a fallback the answer is empty.
 
 Standard library HTTP (``http.client``, one kept-alive connection): the worker calls from one
 thread, and the protocol is a POST and a line stream. It knows the engine API and the wire
@@ -46,7 +48,8 @@ log = logging.getLogger("unmask.engine")
 
 PROTOCOL = 1  # the /v1 wire protocol's version (info["protocol"])
 FIRST_DRAFT_SHARE = 0.6  # with a fallback: no first draft by this share of the budget -> answer locally
-GRACE_MS = 40.0  # how long past the deadline a draft already in flight is awaited
+GRACE_MS = 40.0  # how long past the hard deadline a draft already in flight is awaited
+LATE_FACTOR = 2.0  # the most the daemon waits for a remote answer, in budgets (the engine stops at 1 once it has text)
 RETRY_S = 5.0  # an engine that could not be reached is not tried again for this long (when there is a fallback)
 CONNECT_S = 2.0
 
@@ -74,7 +77,8 @@ class RemoteEngine:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ModelError(f"engine URL must be http://HOST:PORT or https://HOST:PORT, not {url!r}")
-        self.url = f"{parts.scheme}://{parts.netloc}"
+        self._prefix = parts.path.rstrip("/")  # an engine behind a path (a proxy, or one of several Serve apps)
+        self.url = f"{parts.scheme}://{parts.netloc}{self._prefix}"
         self._https, self._host, self._port = parts.scheme == "https", parts.hostname, parts.port
         self._token = token
         self.fallback = fallback
@@ -137,7 +141,7 @@ class RemoteEngine:
     def _get(self, path: str, timeout: float) -> dict:
         try:
             conn = self._connection(timeout)
-            conn.request("GET", path, headers=self._headers())
+            conn.request("GET", self._prefix + path, headers=self._headers())
             resp = conn.getresponse()
             body = resp.read()
         except BaseException:
@@ -168,6 +172,7 @@ class RemoteEngine:
         """Drafts from the team engine (one per model call there); see the module docstring for deadlines."""
         t0 = time.perf_counter()
         deadline = t0 + budget_ms / 1000 if budget_ms else None
+        hard = t0 + LATE_FACTOR * budget_ms / 1000 if budget_ms else None
         body = {
             "pieces": pieces,
             "buckets": buckets,
@@ -184,7 +189,7 @@ class RemoteEngine:
         got = 0
         if time.monotonic() >= self._down_until or self.fallback is None:
             try:
-                for d in self._remote(body, deadline, t0):
+                for d in self._remote(body, deadline, hard, t0):
                     got += 1
                     yield d
             except GeneratorExit:
@@ -209,7 +214,7 @@ class RemoteEngine:
         else:
             self.stats["empty"] += 1
 
-    def _remote(self, body: dict, deadline: float | None, t0: float) -> Iterator[InfillDraft]:
+    def _remote(self, body: dict, deadline: float | None, hard: float | None, t0: float) -> Iterator[InfillDraft]:
         first_by = None
         if deadline is not None and self.fallback is not None:
             first_by = time.perf_counter() + (deadline - time.perf_counter()) * FIRST_DRAFT_SHARE
@@ -218,13 +223,13 @@ class RemoteEngine:
             now = time.perf_counter()
             if first_by is not None:
                 return max(0.001, first_by - now)
-            if deadline is None:
+            if hard is None:
                 return 60.0
-            return max(0.001, deadline - now + GRACE_MS / 1000)
+            return max(0.001, hard - now + GRACE_MS / 1000)
 
         conn = self._connection(wait())
         data = json.dumps(body).encode()
-        conn.request("POST", "/v1/complete", body=data, headers=self._headers())
+        conn.request("POST", self._prefix + "/v1/complete", body=data, headers=self._headers())
         resp = conn.getresponse()
         if resp.status != 200:
             msg = resp.read()[:300].decode(errors="replace")

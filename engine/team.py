@@ -394,6 +394,9 @@ def build_app(
             if not core.authorized(request.headers.get("authorization")):
                 return JSONResponse({"error": "a bearer token is required"}, status_code=401)
             path = request.url.path.rstrip("/")
+            prefix = request.scope.get("root_path", "").rstrip("/")  # the app's route prefix, if any
+            if prefix and path.startswith(prefix):
+                path = path[len(prefix) :]
             if request.method == "GET" and path == "/v1/info":
                 return JSONResponse(core.info())
             if request.method == "GET" and path == "/v1/health":
