@@ -531,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("doctor", help="check the install and the model")
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
+    p.add_argument("--engine", metavar="URL", help="also check the team engine at URL (token: $UNMASK_ENGINE_TOKEN)")
 
     args, rest = ap.parse_known_args(argv)
     if args.cmd == "train":
@@ -571,7 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "doctor":
         from unmask.lsp.doctor import main as doctor_main
 
-        return doctor_main(args.model, args.backend)
+        return doctor_main(args.model, args.backend, args.engine)
     {"infill": cmd_infill, "complete": cmd_complete, "demo": cmd_demo, "eval": cmd_eval}[args.cmd](args)
 
 

@@ -3,7 +3,9 @@
 Checks the Python version and the packages the server needs, that the model directory is
 complete and consistent (metadata, graphs, tokenizer hash), that the model loads, warms up and
 completes within the default latency budget, that the log file can be written, and that the
-language server builds with its inline completion feature. It only reads and runs locally.
+language server builds with its inline completion feature. It only reads and runs locally, except
+with ``--engine URL``: then it also checks that team engine (reachable with the token in
+``UNMASK_ENGINE_TOKEN``, its model, the round trip of a completion and the engine's figures).
 
 It knows the engine's public API and the server's entry points; it holds no logic of its own.
 """
@@ -51,7 +53,51 @@ class Report:
         return status != FAIL
 
 
-def run(model: str | None = None, backend: str = "onnx", budget_ms: float = 250.0, out=sys.stdout) -> int:
+def check_engine(r: Report, url: str, budget_ms: float) -> None:
+    """The team engine at ``url``: reachable with the token, its model, the round trip of a completion."""
+    remote = None
+
+    def reach():
+        nonlocal remote
+        from unmask.engine.remote import PROTOCOL, RemoteEngine
+
+        t0 = time.perf_counter()
+        remote = RemoteEngine(url, token=os.environ.get("UNMASK_ENGINE_TOKEN"))
+        ms = (time.perf_counter() - t0) * 1000
+        return f"{remote.url}: protocol {PROTOCOL}, model {remote.model_name} (window {remote.window}), {ms:.0f} ms"
+
+    if not r.check("team engine reachable", reach) or remote is None:
+        return
+
+    def round_trip():
+        times, text = [], ""
+        for _ in range(3):  # the first one fills the engine's context cache for this document
+            t0 = time.perf_counter()
+            drafts = list(
+                remote.stream("def add(a, b):\n    return ", "\n", budget_ms=budget_ms, cache="unmask-doctor")
+            )
+            times.append((time.perf_counter() - t0) * 1000)
+            text = drafts[-1].text if drafts else ""
+        if not text:
+            return FAIL, f"no answer within {2 * budget_ms:.0f} ms"
+        figs = remote.health()["figures"]
+        status = OK if min(times) <= budget_ms * 1.2 else WARN
+        return status, (
+            f"{times[0]:.0f} ms cold, {min(times):.0f} ms warm (budget {budget_ms:.0f} ms): {text!r}; engine: "
+            f"{figs['requests']} requests, mean batch {figs['mean_batch']}, queue wait p95 "
+            f"{figs['queue_wait_ms']['p95']} ms"
+        )
+
+    r.check("team engine round trip", round_trip)
+
+
+def run(
+    model: str | None = None,
+    backend: str = "onnx",
+    budget_ms: float = 250.0,
+    out=sys.stdout,
+    engine: str | None = None,
+) -> int:
     r = Report(out)
     r.check(
         "python",
@@ -68,6 +114,8 @@ def run(model: str | None = None, backend: str = "onnx", budget_ms: float = 250.
             return f"{ver} ({why})"
 
         r.check(f"import {name}", imp)
+    if engine:
+        check_engine(r, engine, budget_ms)
 
     from unmask.engine.runtime import ModelInfo
     from unmask.engine.tokenizer import file_sha256
@@ -184,5 +232,5 @@ def run(model: str | None = None, backend: str = "onnx", budget_ms: float = 250.
     return 1 if r.failed else 0
 
 
-def main(model: str | None = None, backend: str = "onnx") -> None:
-    sys.exit(run(model, backend))
+def main(model: str | None = None, backend: str = "onnx", engine: str | None = None) -> None:
+    sys.exit(run(model, backend, engine=engine))

@@ -193,6 +193,25 @@ def test_an_unreachable_engine_is_one_clear_error_and_the_fallback_serves(local)
         Engine({"type": "remote", "url": url})
 
 
+def test_engine_url_setting_switches_the_daemon_to_the_team_engine():
+    from unmask.lsp import config
+    from unmask.lsp.server import build
+    from unmask.lsp.worker import ModelWorker
+
+    server = build(ModelWorker({"type": "onnx", "threads": 2}))
+    assert server.engine_backend(server.settings) == {"type": "onnx", "threads": 2}
+    new, problems, _ = config.merge(server.settings, {"engine": {"url": "http://10.0.0.5:8719", "localFallback": True}})
+    assert not problems
+    assert server.engine_backend(new) == {
+        "type": "remote",
+        "url": "http://10.0.0.5:8719",
+        "token": None,
+        "fallback": {"type": "onnx", "threads": 2},
+    }
+    _, problems, _ = config.merge(server.settings, {"engine.url": "ftp://x"})
+    assert problems and "engine.url" in problems[0]
+
+
 def test_engine_serve_refuses_a_network_address_without_a_token():
     env = {k: v for k, v in os.environ.items() if k != "UNMASK_ENGINE_TOKEN"}
     out = subprocess.run(
@@ -367,3 +386,26 @@ async def test_lsp_server_with_engine_url_gives_the_in_process_items(team):
     remote = await _inline_items(["--engine", team], text, 4, 12, env)
     here = await _inline_items([], text, 4, 12, env)
     assert remote and remote == here
+
+
+@pytest.mark.slow
+def test_doctor_checks_the_team_engine(team):
+    env = dict(os.environ, UNMASK_ENGINE_TOKEN=TOKEN)
+    out = subprocess.run(
+        [sys.executable, "-m", "unmask.lsp.cli", "doctor", "--engine", team],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert re.search(r"\[ok  \] team engine reachable: .*model smollm2", out.stdout), out.stdout
+    assert re.search(r"\[(ok  |warn)\] team engine round trip: .*ms warm", out.stdout), out.stdout
+    env["UNMASK_ENGINE_TOKEN"] = "wrong-token-wrong-token"
+    out = subprocess.run(
+        [sys.executable, "-m", "unmask.lsp.cli", "doctor", "--engine", team],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 1 and re.search(r"\[FAIL\] team engine reachable: .*HTTP 401", out.stdout), out.stdout
