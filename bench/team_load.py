@@ -9,11 +9,11 @@ across requests (``--max-batch-size``, ``--batch-wait-ms``), ``/off`` runs them 
 (max batch size 1). For each N, both modes run in turn (so the machine's noise hits both).
 
 A typist is a thread with its own :class:`~unmask.engine.remote.RemoteEngine` (its own user)
-retyping a region of a real source file of this repository word by word: after each word it
-asks for a single-line completion at the cursor (pieces = the text before and after, the
-product's 250 ms budget) and waits for the answer, then types the next word (think time
-``len(word) x 80-150 ms``, seeded). Each typist's document keeps its context cache on the
-engine. Loopback only; bounded in time.
+writing a region of a real source file of this repository anew, word by word (the region is
+removed from the document first): after each word it asks for a single-line completion at the
+cursor (pieces = the text before and after, the product's 250 ms budget) and waits for the
+answer, then types the next word (think time ``len(word) x 80-150 ms``, seeded). Each
+typist's document keeps its context cache on the engine. Loopback only; bounded in time.
 
 Reported per (N, mode): requests/s answered, latency p50/p95 (request sent -> last draft
 received), the share that came back with text, the mean batch size and queue wait the engine
@@ -94,9 +94,10 @@ class Typist(threading.Thread):
         k = 0
         while time.time() < self.until:
             end = cuts[k % len(cuts)]
-            typed = self.region[:end]
-            rest = self.region[end:].split("\n", 1)
-            suffix = (rest[0] + "\n" + (rest[1] if len(rest) > 1 else "")) + self.after
+            typed = self.region[:end]  # the region is being written: what follows the cursor is the rest of the file
+            suffix = "\n" + self.after if not typed.endswith("\n") else self.after
+            if k and k % len(cuts) == 0:  # the region is done: start it over (the document is reset)
+                time.sleep(0.5)
             t = time.perf_counter()
             start = time.time()
             try:
@@ -159,7 +160,7 @@ def hop_price(url: str, n: int, budget: float) -> dict:
     same = 0
     for k in range(n):
         end = cuts[k % len(cuts)]
-        pieces = [before + region[:end], region[end:] + after]
+        pieces = [before + region[:end], "\n" + after]
         texts = []
         for name, eng in (
             (("in-process", local), ("remote", remote)) if k % 2 else (("remote", remote), ("in-process", local))

@@ -39,7 +39,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -324,6 +324,8 @@ class EngineCore:
                     if cancel.is_set():
                         state["outcome"] = "cancelled"
                         return
+            except CancelledError:  # its model call was cancelled with the request (the client went away)
+                state["outcome"] = "cancelled"
             except Exception as e:  # noqa: BLE001 - the request fails, the replica stays up
                 log.exception("request failed")
                 state["outcome"] = "error"
@@ -347,8 +349,13 @@ class EngineCore:
         finally:
             cancel.set()  # a client that went away stops the run before its next model call
             self.inflight.end(user, doc, cancel)
-            await asyncio.shield(fut)
-            self.figures.request(state["outcome"], state["steps"], (time.perf_counter() - t0) * 1000)
+            try:
+                await asyncio.shield(fut)
+            except BaseException:  # noqa: BLE001 - cancelled with the request: the run has stopped or will
+                if state["outcome"] == "ok":
+                    state["outcome"] = "cancelled"
+            finally:
+                self.figures.request(state["outcome"], state["steps"], (time.perf_counter() - t0) * 1000)
 
 
 def build_app(

@@ -409,3 +409,33 @@ def test_doctor_checks_the_team_engine(team):
         timeout=300,
     )
     assert out.returncode == 1 and re.search(r"\[FAIL\] team engine reachable: .*HTTP 401", out.stdout), out.stdout
+
+
+@pytest.mark.slow
+def test_a_client_that_goes_away_stops_its_request(team):
+    """The connection closes after the first draft: the engine counts it cancelled and runs no more model calls
+    for it (a 64-token hole would take dozens)."""
+    host, port = re.match(r"http://([^:]+):(\d+)", team).groups()
+    before = json.loads(_http(team, "GET", "/v1/stats")[1])["figures"]
+    body = json.dumps(
+        {
+            "pieces": ["def parse(lines):\n    out = []\n    for line in lines:\n        ", "\n"],
+            "buckets": [64],
+            "steps": 64,
+            "user": "goes-away",
+            "doc": "d",
+        }
+    )
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/v1/complete", body=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert json.loads(conn.getresponse().readline())["step"] >= 1
+    conn.close()
+    for _ in range(50):
+        after = json.loads(_http(team, "GET", "/v1/stats")[1])["figures"]
+        if after["cancelled"] > before["cancelled"]:
+            break
+        time.sleep(0.2)
+    assert after["cancelled"] == before["cancelled"] + 1
+    time.sleep(1.0)
+    settled = json.loads(_http(team, "GET", "/v1/stats")[1])["figures"]
+    assert settled["model_calls"] - before["model_calls"] < 10
