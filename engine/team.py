@@ -251,10 +251,13 @@ class EngineCore:
 
     async def run_batch(self, items: list[tuple[float, tuple]]) -> list[tuple]:
         """One batched forward for ``items`` ((queued at, call) pairs), on the model thread."""
-        now = time.perf_counter()
-        self.figures.batch(len(items), [(now - t) * 1000 for t, _ in items])
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.model_pool, forward_many, self.inner, [c for _, c in items])
+
+        def run() -> list[tuple]:
+            now = time.perf_counter()  # queue wait = submitted -> the model thread starts the batch
+            self.figures.batch(len(items), [(now - t) * 1000 for t, _ in items])
+            return forward_many(self.inner, [c for _, c in items])
+
+        return await asyncio.get_running_loop().run_in_executor(self.model_pool, run)
 
     def info(self) -> dict:
         from .llama_onnx import GRAPH_VERSION
