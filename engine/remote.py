@@ -88,6 +88,30 @@ class RemoteEngine:
         self.stats = {"remote": 0, "fallback": 0, "empty": 0, "errors": 0, "cancelled": 0}
         self.last_cache: dict | None = None
         self.last_engine: dict | None = None  # the engine's own figures for the latest request
+        self.backend = RemoteBackend(self.url)
+        self._pending = False  # True until the engine has answered /v1/info (only with a fallback)
+        try:
+            info = self._info(timeout_s)
+        except ModelError as e:
+            if fallback is None:
+                raise
+            # the local engine serves until the team engine answers (tried again every RETRY_S)
+            log.warning("%s; the local model answers until it does", e)
+            self._pending, self._down_until = True, time.monotonic() + RETRY_S
+            self.meta, self.info, self.model_name = fallback.meta, RemoteInfo(self.url, fallback.meta), ""
+            self.window, self.tokenizer_path, self.tok = fallback.window, fallback.tokenizer_path, fallback.tok
+            self.buckets, self.long_bucket = fallback.buckets, fallback.long_bucket
+            return
+        self.meta = info["meta"]
+        self.info = RemoteInfo(self.url, self.meta)
+        self.window = int(info["window"])
+        self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
+        self.long_bucket = int(self.meta.get("long_bucket", 128))
+        self.tokenizer_path = _save_tokenizer(info["tokenizer"])
+        self.tok = Tokenizer.from_file(self.tokenizer_path, specials=Specials(**self.meta["specials"]))
+        self.model_name = info.get("name", "")
+
+    def _info(self, timeout_s: float) -> dict:
         try:
             info = self._get("/v1/info", timeout_s)
         except (OSError, http.client.HTTPException, ValueError) as e:
@@ -97,15 +121,7 @@ class RemoteEngine:
             ) from e
         if info.get("protocol") != PROTOCOL:
             raise ModelError(f"the team engine at {self.url} speaks protocol {info.get('protocol')}, not {PROTOCOL}")
-        self.meta = info["meta"]
-        self.info = RemoteInfo(self.url, self.meta)
-        self.window = int(info["window"])
-        self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))
-        self.long_bucket = int(self.meta.get("long_bucket", 128))
-        self.tokenizer_path = _save_tokenizer(info["tokenizer"])
-        self.tok = Tokenizer.from_file(self.tokenizer_path, specials=Specials(**self.meta["specials"]))
-        self.backend = RemoteBackend(self.url)
-        self.model_name = info.get("name", "")
+        return info
 
     @property
     def proposes_edits(self) -> bool:
@@ -187,7 +203,14 @@ class RemoteEngine:
         }
         self.last_cache, self.last_engine = None, None
         got = 0
-        if time.monotonic() >= self._down_until or self.fallback is None:
+        if self._pending and time.monotonic() >= self._down_until:
+            try:
+                self.model_name = self._info(CONNECT_S).get("name", "")
+                self._pending = False
+                log.info("team engine %s answers now", self.url)
+            except ModelError:
+                self._down_until = time.monotonic() + RETRY_S
+        if not self._pending and (time.monotonic() >= self._down_until or self.fallback is None):
             try:
                 for d in self._remote(body, deadline, hard, t0):
                     got += 1

@@ -68,6 +68,7 @@ from .timings import Timings
 from .worker import ModelWorker
 
 log = logging.getLogger("unmask.lsp")
+ENGINE_RETRY_S = 10.0  # an unreachable team engine is tried again this often (without a local fallback)
 ENGINE_TOKEN_ENV = "UNMASK_ENGINE_TOKEN"  # the team engine's bearer token (never a flag: the process list shows flags)
 
 try:
@@ -286,6 +287,7 @@ class UnmaskServer(LanguageServer):
         self.model_flag = model_flag  # --model; settings' modelPath overrides it
         self.local_backend = dict(worker.backend) if worker.backend.get("type") != "remote" else {"type": "onnx"}
         self.engine_flag: dict = {}  # --engine URL, its token and --local-fallback; settings' engine.url overrides
+        self._engine_retries = 0  # failed loads of the team engine in a row
         self.repo = RepoContext()
         self.timings = Timings()
         self.completer = Completer(
@@ -335,11 +337,33 @@ class UnmaskServer(LanguageServer):
 
     def _load_done(self, fut: Future) -> None:
         if (e := fut.exception()) is None:
+            if self._engine_retries:
+                log.info("connected to the team engine after %d retries", self._engine_retries)
+            self._engine_retries = 0
             return
-        using = f" Still using {self.worker.model_path}." if self.worker.engine else " No completions until fixed."
+        if self.worker.backend.get("type") == "remote" and self.worker.engine is None:
+            self._retry_engine()
+            if self._engine_retries > 1:  # the user was told once; retries are only logged
+                log.info("team engine still unreachable (retry %d): %s", self._engine_retries - 1, e)
+                return
+            using = f" Trying again every {ENGINE_RETRY_S:.0f} s."
+        else:
+            using = f" Still using {self.worker.model_path}." if self.worker.engine else " No completions until fixed."
         msg = f"unmask: {e}{using}"
         log.error("%s", msg)
         self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=msg))
+
+    def _retry_engine(self) -> None:
+        """Load the team engine again in ENGINE_RETRY_S (an engine that starts after the daemon is picked up)."""
+        self._engine_retries += 1
+        backend = dict(self.worker.backend)
+
+        def retry() -> None:
+            if self.worker.backend == backend and self.worker.engine is None:
+                self.watch_load(self.worker.load(self.settings.model_path or self.model_flag))
+
+        if self.loop is not None:
+            self.loop.call_later(ENGINE_RETRY_S, retry)
 
     def send_draft(self, req, draft) -> None:
         """Stream one denoising step to the client (``unmask/draft``)."""

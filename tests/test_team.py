@@ -191,6 +191,50 @@ def test_an_unreachable_engine_is_one_clear_error_and_the_fallback_serves(local)
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ModelError, match="cannot reach the team engine.*unmask engine serve"):
         Engine({"type": "remote", "url": url})
+    remote = Engine({"type": "remote", "url": url, "fallback": {"type": "onnx"}})  # loads: the local model serves
+    drafts = list(remote.stream_holes(*CASES[0], budget_ms=2000))
+    assert drafts and drafts[-1].text == local.infill(CASES[0][0][0], CASES[0][0][1], steps=64).text
+    assert remote.stats["fallback"] == 1 and remote.window == local.window
+
+
+class Canned(StandIn):
+    """A team engine that answers every completion with one fixed draft."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        row = {"step": 1, "texts": ["canned_answer"], "confidence": [0.99], "min_confidence": [0.99]}
+        row |= {"token_confidence": [[0.99]], "ms": 1.0, "encode_ms": 1.0, "done": True}
+        body = (json.dumps(row) + "\n" + json.dumps({"end": True, "cache": None, "engine": {}}) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_connects_to_an_engine_that_starts_after_it(stuck_engine, monkeypatch):
+    """``unmask serve --engine URL`` started before its engine: empty answers, then (retrying every 10 s) the
+    engine's answers once it is up, without a restart."""
+    port = free_port()
+    Canned.info = StandIn.info
+    result: dict = {}
+
+    async def later():
+        await asyncio.sleep(3)
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Canned)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        result["srv"] = srv
+
+    starter = asyncio.ensure_future(later())
+    text = "import os\n\n\ndef list_py(d):\n    files = \n    return files\n"
+    try:
+        items = await _inline_items(["--engine", f"http://127.0.0.1:{port}"], text, 4, 12, dict(os.environ), 40)
+    finally:
+        await starter
+        result["srv"].shutdown()
+    assert len(items) == 1 and items[0].endswith("files = canned_answer")
 
 
 def test_engine_url_setting_switches_the_daemon_to_the_team_engine():
@@ -339,7 +383,9 @@ def test_concurrent_requests_are_batched_and_a_newer_request_cancels_the_older(t
     assert final["superseded"] > before["superseded"]
 
 
-async def _inline_items(server_args: list[str], text: str, line: int, col: int, env: dict) -> list[str]:
+async def _inline_items(
+    server_args: list[str], text: str, line: int, col: int, env: dict, tries: int = 60
+) -> list[str]:
     """``unmask serve SERVER_ARGS`` through a real LSP client: the inline items at (line, col), invoked."""
     from lsprotocol import types
     from pytest_lsp import make_test_lsp_client
@@ -358,7 +404,7 @@ async def _inline_items(server_args: list[str], text: str, line: int, col: int, 
             types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text))
         )
         items: list[str] = []
-        for _ in range(60):  # the model loads in the background: ask until it answers
+        for _ in range(tries):  # the model loads in the background: ask until it answers
             res = await client.text_document_inline_completion_async(
                 types.InlineCompletionParams(
                     text_document=types.TextDocumentIdentifier(uri=uri),
