@@ -10,14 +10,16 @@ and LSP; they send the pieces around the hole and get drafts back.
 :class:`~unmask.engine.batching.BatchedDecoder`: every model call (a prefill, a decoding step)
 goes to :meth:`EngineReplica.forward`, a ``@serve.batch`` method, so calls from different
 users that arrive within ``batch_wait_ms`` run as one padded batch
-(:func:`~unmask.engine.batching.forward_many`). ``max_batch_size`` 1 turns batching off.
+(:func:`~unmask.engine.batching.forward_many`). ``max_batch_size`` 1 turns batching off. While a
+batch runs, new calls wait for the model and are let go together (Serve forms the next batch
+without waiting for the model, so under load batches otherwise stay at one call).
 
 **Caches and fairness.** A request names its user (one daemon) and document; the engine keeps
 a context cache per document (``cache_mb`` in all, least recently used out, at most 4
 entries per document), and a document's newer request cancels its older one (newest wins,
 as in the daemon); a user has at most ``MAX_PER_USER`` requests in flight (the oldest is
 cancelled). A cancelled request stops before its next model call; so does one whose client
-disconnected.
+disconnected, and one older than twice its budget (the daemon has stopped waiting for it).
 
 **Protocol** (HTTP/JSON, ``/v1``; :mod:`.remote` is the client): ``GET /v1/info`` (model,
 window, tokenizer), ``GET /v1/health``, ``GET /v1/stats`` (our figures: requests, batch
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from .batching import BatchedDecoder, forward_many
-from .remote import PROTOCOL, draft_row
+from .remote import LATE_FACTOR, PROTOCOL, draft_row
 
 log = logging.getLogger("unmask.engine")
 
@@ -108,7 +110,8 @@ class Figures:
 
     def __init__(self, ray_metrics: bool = False):
         self.lock = threading.Lock()
-        self.requests = self.cancelled = self.superseded = self.errors = self.model_calls = self.batches = 0
+        self.requests = self.cancelled = self.expired = self.superseded = self.errors = 0
+        self.model_calls = self.batches = 0
         self.batch_sizes: dict[int, int] = {}
         self.queue_ms: deque[float] = deque(maxlen=4096)
         self.steps: deque[int] = deque(maxlen=4096)
@@ -151,6 +154,8 @@ class Figures:
             self.request_ms.append(ms)
             if outcome == "cancelled":
                 self.cancelled += 1
+            elif outcome == "expired":
+                self.expired += 1
             elif outcome == "error":
                 self.errors += 1
         if self._ray:
@@ -165,6 +170,7 @@ class Figures:
             return {
                 "requests": self.requests,
                 "cancelled": self.cancelled,
+                "expired": self.expired,
                 "superseded": self.superseded,
                 "errors": self.errors,
                 "model_calls": self.model_calls,
@@ -234,6 +240,7 @@ class EngineCore:
         self.model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-model")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.batcher = None
+        self.idle: asyncio.Event | None = None  # set while no batch runs (see attach)
         self.token: str | None = None
         self.started = time.time()
 
@@ -242,10 +249,19 @@ class EngineCore:
         if self.loop is not None:
             return
         self.loop, self.batcher = loop, batcher
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+        async def gated(item: tuple) -> tuple:
+            # Serve forms the next batch while the previous one runs (its concurrency limit is taken after the
+            # batch is formed), so under load calls trickled into batches of one, each waiting its turn. Calls
+            # wait here while the model is busy and are let go together when it is free: they form one batch.
+            await self.idle.wait()
+            return await self.batcher(item)
 
         def submit(call: tuple) -> tuple:
             t = time.perf_counter()
-            return asyncio.run_coroutine_threadsafe(self.batcher((t, call)), loop).result()
+            return asyncio.run_coroutine_threadsafe(gated((t, call)), loop).result()
 
         self.engine.backend = BatchedDecoder(self.inner, submit)
 
@@ -257,7 +273,13 @@ class EngineCore:
             self.figures.batch(len(items), [(now - t) * 1000 for t, _ in items])
             return forward_many(self.inner, [c for _, c in items])
 
-        return await asyncio.get_running_loop().run_in_executor(self.model_pool, run)
+        if self.idle is not None:
+            self.idle.clear()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.model_pool, run)
+        finally:
+            if self.idle is not None:
+                self.idle.set()
 
     def info(self) -> dict:
         from .llama_onnx import GRAPH_VERSION
@@ -301,6 +323,8 @@ class EngineCore:
         q: asyncio.Queue = asyncio.Queue()
         t0 = time.perf_counter()
         state = {"steps": 0, "outcome": "ok"}
+        # past this the daemon has stopped listening (remote.LATE_FACTOR budgets): no more work for it
+        expires = t0 + LATE_FACTOR * req["budget_ms"] / 1000 if req["budget_ms"] else None
 
         def put(item) -> None:
             loop.call_soon_threadsafe(q.put_nowait, item)
@@ -326,6 +350,9 @@ class EngineCore:
                     put(("draft", draft_row(d)))
                     if cancel.is_set():
                         state["outcome"] = "cancelled"
+                        return
+                    if expires is not None and time.perf_counter() > expires:
+                        state["outcome"] = "expired"
                         return
             except CancelledError:  # its model call was cancelled with the request (the client went away)
                 state["outcome"] = "cancelled"
