@@ -33,19 +33,18 @@ PAD_ROWS = 16  # calls of at most this many new tokens may be padded to each oth
 
 
 def _group(calls: list[tuple]) -> list[list[int]]:
-    """Indices of ``calls`` in groups to run together: padding at most doubles a group's new tokens."""
-    order = sorted(range(len(calls)), key=lambda i: len(calls[i][0]))
-    groups: list[list[int]] = []
-    for i in order:
-        t = len(calls[i][0])
-        if groups:
-            g = groups[-1]
-            total = sum(len(calls[j][0]) for j in g) + t
-            if t <= PAD_ROWS or t * (len(g) + 1) <= 2 * total:
-                g.append(i)
-                continue
-        groups.append([i])
-    return groups
+    """Indices of ``calls`` in groups to run together: calls of the same number of new tokens, at most
+    PAD_ROWS (decoding steps; a keystroke's few new tokens); every longer call alone (a prefill is
+    compute-bound: batching it gains nothing). Padding rows is not worth it: one 12-token call in a
+    batch of 1-token steps made every step cost 12 rows (measured: a batch of 2 cost 2x one call)."""
+    by_t: dict[int, list[int]] = {}
+    alone = []
+    for i, c in enumerate(calls):
+        if len(c[0]) <= PAD_ROWS:
+            by_t.setdefault(len(c[0]), []).append(i)
+        else:
+            alone.append([i])
+    return list(by_t.values()) + alone
 
 
 def forward_many(decoder: Any, calls: list[tuple]) -> list[tuple]:
@@ -70,8 +69,8 @@ def _padded(decoder: Any, calls: list[tuple]) -> list[tuple]:
     ids = np.zeros((B, T), np.int64)
     pos = np.zeros((B, T), np.int64)
     bias = np.full((B, 1, T, P + T), NEG, np.float32)
-    past_k = [np.zeros((B, n_kv, P, hd), np.float32) for _ in range(n_layer)]
-    past_v = [np.zeros((B, n_kv, P, hd), np.float32) for _ in range(n_layer)]
+    past_k = [np.empty((B, n_kv, P, hd), np.float32) for _ in range(n_layer)]  # filled below
+    past_v = [np.empty((B, n_kv, P, hd), np.float32) for _ in range(n_layer)]
     for b, (c_ids, c_pos, c_bias, c_past, _) in enumerate(calls):
         t, p = ts[b], ps[b]
         ids[b, :t] = np.asarray(c_ids, np.int64)
@@ -81,10 +80,13 @@ def _padded(decoder: Any, calls: list[tuple]) -> list[tuple]:
         bias[b, 0, :t, P : P + t] = cb[:, p:]
         for r in range(t, T):  # a padded row sees itself only (its output is dropped)
             bias[b, 0, r, P + r] = 0.0
-        if p:
-            for i, (k, v) in enumerate(c_past):
-                past_k[i][b, :, P - p :] = k[0]
-                past_v[i][b, :, P - p :] = v[0]
+        for i in range(n_layer):  # the slots this request does not have: zeros (masked out anyway)
+            if p < P:
+                past_k[i][b, :, : P - p] = 0.0
+                past_v[i][b, :, : P - p] = 0.0
+            if p:
+                past_k[i][b, :, P - p :] = c_past[i][0][0]
+                past_v[i][b, :, P - p :] = c_past[i][1][0]
     feed = {"input_ids": ids, "position_ids": pos, "attn_bias": bias, "logits_from": np.array(lf, np.int64)}
     for i in range(n_layer):
         feed[f"past_k.{i}"], feed[f"past_v.{i}"] = past_k[i], past_v[i]
@@ -103,17 +105,19 @@ def _padded(decoder: Any, calls: list[tuple]) -> list[tuple]:
 
 
 class BatchedDecoder:
-    """The decoder as a request thread sees it: every call goes through ``submit`` (which may batch
-    it with other requests' calls) and blocks until its own result is back."""
+    """The decoder as a request thread sees it: every call of at most PAD_ROWS new tokens goes through
+    ``submit`` (which may batch it with other requests' calls), a longer one (a prefill) through
+    ``alone``; either blocks until its own result is back."""
 
     name = "onnx-batched"
 
-    def __init__(self, inner: Any, submit: Callable[[tuple], tuple]):
-        self.inner, self._submit = inner, submit
+    def __init__(self, inner: Any, submit: Callable[[tuple], tuple], alone: Callable[[tuple], tuple] | None = None):
+        self.inner, self._submit, self._alone = inner, submit, alone or submit
         self.n_layer, self.n_kv, self.head_dim = inner.n_layer, inner.n_kv, inner.head_dim
 
     def forward(self, ids, pos, bias, past, logits_from: int):
-        return self._submit((list(ids), list(pos), np.asarray(bias, np.float32), past, int(logits_from)))
+        call = (list(ids), list(pos), np.asarray(bias, np.float32), past, int(logits_from))
+        return (self._submit if len(call[0]) <= PAD_ROWS else self._alone)(call)
 
     def encode(self, ids, pos, bias, past, logits_from):
         return self.forward(ids, pos, bias, past, logits_from)

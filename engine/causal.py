@@ -39,6 +39,7 @@ The runtime graph is built on first use from the base GGUF (:mod:`.base`,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -230,9 +231,26 @@ class ContextCache:
         self._entries: OrderedDict[tuple, tuple[list, int]] = OrderedDict()  # (ns, tokens) -> (present, bytes)
         self.bytes = 0
         self.evicted = 0
+        self._prefill_locks: dict = {}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def prefilling(self, ns):
+        """A lock held while a namespace's context is prefilled (``None``, the single user: none).
+
+        On a shared engine a document's next request often arrives while the previous one is still
+        prefilling (a cold context under load); it waits and reuses that prefill instead of repeating it."""
+        if ns is None:
+            return contextlib.nullcontext()
+        with self.lock:
+            lk = self._prefill_locks.get(ns)
+            if lk is None:
+                if len(self._prefill_locks) > 4096:  # forget idle documents' locks
+                    for k in [k for k, v in self._prefill_locks.items() if not v.locked()]:
+                        del self._prefill_locks[k]
+                lk = self._prefill_locks[ns] = threading.Lock()
+            return lk
 
     def lookup(self, ns, ids: list[int]):
         """(n, past): the longest cached prefix of ``ids`` in ``ns`` (at most len - 1 tokens), or (0, None)."""
@@ -364,6 +382,10 @@ class CausalEngine:
     def _prefill(self, ids: list[int]):
         """Logits after ``ids`` and the cache; reuses the longest cached prefix (of this thread's cache namespace)."""
         ns = getattr(self._local, "ns", None)
+        with self._cache.prefilling(ns):  # a second request of a document waits for the first one's prefill
+            return self._prefill_in(ns, ids)
+
+    def _prefill_in(self, ns, ids: list[int]):
         n, past = self._cache.lookup(ns, ids)
         new = ids[n:]
         with self._cache.lock:

@@ -10,9 +10,11 @@ and LSP; they send the pieces around the hole and get drafts back.
 :class:`~unmask.engine.batching.BatchedDecoder`: every model call (a prefill, a decoding step)
 goes to :meth:`EngineReplica.forward`, a ``@serve.batch`` method, so calls from different
 users that arrive within ``batch_wait_ms`` run as one padded batch
-(:func:`~unmask.engine.batching.forward_many`). ``max_batch_size`` 1 turns batching off. While a
-batch runs, new calls wait for the model and are let go together (Serve forms the next batch
-without waiting for the model, so under load batches otherwise stay at one call).
+(:func:`~unmask.engine.batching.forward_many`). ``max_batch_size`` 1 turns batching off. While
+anything runs on the model, new calls wait and are let go together (Serve forms the next batch
+without waiting for the model, so under load batches otherwise stay at one call). A long prefill
+(more than ``batching.PAD_ROWS`` new tokens: a cold context) runs alone, in turn: batching it gains
+nothing (it is compute-bound) and would hold the other calls of its batch until it ends.
 
 **Caches and fairness.** A request names its user (one daemon) and document; the engine keeps
 a context cache per document (``cache_mb`` in all, least recently used out, at most 4
@@ -111,8 +113,10 @@ class Figures:
     def __init__(self, ray_metrics: bool = False):
         self.lock = threading.Lock()
         self.requests = self.cancelled = self.expired = self.superseded = self.errors = 0
-        self.model_calls = self.batches = 0
+        self.model_calls = self.batches = self.prefills = 0
+        self.prefill_ms: deque[float] = deque(maxlen=4096)
         self.batch_sizes: dict[int, int] = {}
+        self.model_ms: dict[int, deque[float]] = {}  # batch size -> ms of its forward passes
         self.queue_ms: deque[float] = deque(maxlen=4096)
         self.steps: deque[int] = deque(maxlen=4096)
         self.request_ms: deque[float] = deque(maxlen=4096)
@@ -136,8 +140,9 @@ class Figures:
             except Exception:  # noqa: BLE001 - outside a Serve replica there is no metrics agent
                 self._ray = None
 
-    def batch(self, size: int, waits_ms: list[float]) -> None:
+    def batch(self, size: int, waits_ms: list[float], model_ms: float = 0.0) -> None:
         with self.lock:
+            self.model_ms.setdefault(size, deque(maxlen=512)).append(model_ms)
             self.batches += 1
             self.model_calls += size
             self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
@@ -146,6 +151,12 @@ class Figures:
             self._ray["batch"].observe(size)
             for w in waits_ms:
                 self._ray["wait"].observe(w)
+
+    def prefill(self, wait_ms: float, model_ms: float) -> None:
+        with self.lock:
+            self.prefills += 1
+            self.prefill_ms.append(model_ms)
+            self.queue_ms.append(wait_ms)
 
     def request(self, outcome: str, steps: int, ms: float) -> None:
         with self.lock:
@@ -177,6 +188,9 @@ class Figures:
                 "batches": self.batches,
                 "mean_batch": round(self.model_calls / self.batches, 2) if self.batches else None,
                 "batch_sizes": dict(sorted(self.batch_sizes.items())),
+                "batch_ms_p50": {k: pct(v, 50) for k, v in sorted(self.model_ms.items())},
+                "prefills_alone": self.prefills,
+                "prefill_ms": {"p50": pct(self.prefill_ms, 50), "p95": pct(self.prefill_ms, 95)},
                 "queue_wait_ms": {"p50": pct(self.queue_ms, 50), "p95": pct(self.queue_ms, 95)},
                 "steps_per_request": {"p50": pct(self.steps, 50), "max": max(self.steps) if self.steps else None},
                 "request_ms": {"p50": pct(self.request_ms, 50), "p95": pct(self.request_ms, 95)},
@@ -240,7 +254,8 @@ class EngineCore:
         self.model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-model")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.batcher = None
-        self.idle: asyncio.Event | None = None  # set while no batch runs (see attach)
+        self.idle: asyncio.Event | None = None  # set while nothing runs on the model thread (see attach)
+        self.busy = 0
         self.token: str | None = None
         self.started = time.time()
 
@@ -263,23 +278,41 @@ class EngineCore:
             t = time.perf_counter()
             return asyncio.run_coroutine_threadsafe(gated((t, call)), loop).result()
 
-        self.engine.backend = BatchedDecoder(self.inner, submit)
+        def alone(call: tuple) -> tuple:  # a prefill: on the model thread, in turn, in no batch
+            t = time.perf_counter()
+            return asyncio.run_coroutine_threadsafe(self._on_model(lambda: self._forward_alone(t, call)), loop).result()
+
+        self.engine.backend = BatchedDecoder(self.inner, submit, alone)
+
+    def _forward_alone(self, t: float, call: tuple) -> tuple:
+        now = time.perf_counter()
+        out = self.inner.forward(*call)
+        self.figures.prefill((now - t) * 1000, (time.perf_counter() - now) * 1000)
+        return out
+
+    async def _on_model(self, fn):
+        """Run ``fn`` on the model thread; while anything runs there, batched calls wait at the gate."""
+        self.busy += 1
+        self.idle.clear()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.model_pool, fn)
+        finally:
+            self.busy -= 1
+            if not self.busy:
+                self.idle.set()
 
     async def run_batch(self, items: list[tuple[float, tuple]]) -> list[tuple]:
         """One batched forward for ``items`` ((queued at, call) pairs), on the model thread."""
 
         def run() -> list[tuple]:
             now = time.perf_counter()  # queue wait = submitted -> the model thread starts the batch
-            self.figures.batch(len(items), [(now - t) * 1000 for t, _ in items])
-            return forward_many(self.inner, [c for _, c in items])
+            out = forward_many(self.inner, [c for _, c in items])
+            self.figures.batch(len(items), [(now - t) * 1000 for t, _ in items], (time.perf_counter() - now) * 1000)
+            return out
 
-        if self.idle is not None:
-            self.idle.clear()
-        try:
+        if self.idle is None:  # not attached (tests): no gate
             return await asyncio.get_running_loop().run_in_executor(self.model_pool, run)
-        finally:
-            if self.idle is not None:
-                self.idle.set()
+        return await self._on_model(run)
 
     def info(self) -> dict:
         from .llama_onnx import GRAPH_VERSION
