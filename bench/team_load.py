@@ -17,7 +17,7 @@ typist's document keeps its context cache on the engine. Loopback only; bounded 
 
 Reported per (N, mode): requests/s answered, latency p50/p95 (request sent -> last draft
 received), the share that came back with text, the mean batch size and queue wait the engine
-saw (``/v1/stats``). Then one user, in-process engine vs the remote engine on loopback,
+saw (``/v1/stats``). First, one user on the idle engine: in-process vs remote on loopback,
 alternating on the same requests: the price of the hop. CPU flags are printed; pause other
 work (training) while it runs.
 """
@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     for mode in ("on", "off"):  # warm both replicas up
         RemoteEngine(f"{base}/{mode}").warmup()
 
+    hop = hop_price(f"{base}/on", args.hop_requests, args.budget_ms)  # first: an idle engine
+    print(json.dumps({"hop": hop}), flush=True)
     rows = []
     for n in [int(x) for x in args.typists.split(",")]:
         for mode in ("on", "off"):
@@ -249,8 +251,6 @@ def main(argv: list[str] | None = None) -> None:
             row = {"mode": mode, **run_load(url, n, args.seconds, args.budget_ms, args.seed + n, probe.health)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    hop = hop_price(f"{base}/on", args.hop_requests, args.budget_ms)
-    print(json.dumps({"hop": hop}), flush=True)
     serve.shutdown()
     ray.shutdown()
 

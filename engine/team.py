@@ -21,7 +21,8 @@ a context cache per document (``cache_mb`` in all, least recently used out, at m
 entries per document), and a document's newer request cancels its older one (newest wins,
 as in the daemon); a user has at most ``MAX_PER_USER`` requests in flight (the oldest is
 cancelled). A cancelled request stops before its next model call; so does one whose client
-disconnected, and one older than twice its budget (the daemon has stopped waiting for it).
+disconnected, and one older than twice its budget (the daemon has stopped waiting for it); a
+model call still queued for such a request is dropped, not run, so an overload drains.
 
 **Protocol** (HTTP/JSON, ``/v1``; :mod:`.remote` is the client): ``GET /v1/info`` (model,
 window, tokenizer), ``GET /v1/health``, ``GET /v1/stats`` (our figures: requests, batch
@@ -62,6 +63,10 @@ DEFAULT_WAIT_MS = 2.0
 
 class BadRequest(ValueError):
     pass
+
+
+class Abandoned(Exception):
+    """A model call whose request was cancelled or expired before its turn: not run."""
 
 
 def parse_request(body: bytes) -> dict:
@@ -113,7 +118,7 @@ class Figures:
     def __init__(self, ray_metrics: bool = False):
         self.lock = threading.Lock()
         self.requests = self.cancelled = self.expired = self.superseded = self.errors = 0
-        self.model_calls = self.batches = self.prefills = 0
+        self.model_calls = self.batches = self.prefills = self.dropped = 0
         self.prefill_ms: deque[float] = deque(maxlen=4096)
         self.batch_sizes: dict[int, int] = {}
         self.model_ms: dict[int, deque[float]] = {}  # batch size -> ms of its forward passes
@@ -151,6 +156,10 @@ class Figures:
             self._ray["batch"].observe(size)
             for w in waits_ms:
                 self._ray["wait"].observe(w)
+
+    def drop(self, n: int = 1) -> None:
+        with self.lock:
+            self.dropped += n
 
     def prefill(self, wait_ms: float, model_ms: float) -> None:
         with self.lock:
@@ -190,6 +199,7 @@ class Figures:
                 "batch_sizes": dict(sorted(self.batch_sizes.items())),
                 "batch_ms_p50": {k: pct(v, 50) for k, v in sorted(self.model_ms.items())},
                 "prefills_alone": self.prefills,
+                "dropped_calls": self.dropped,
                 "prefill_ms": {"p50": pct(self.prefill_ms, 50), "p95": pct(self.prefill_ms, 95)},
                 "queue_wait_ms": {"p50": pct(self.queue_ms, 50), "p95": pct(self.queue_ms, 95)},
                 "steps_per_request": {"p50": pct(self.steps, 50), "max": max(self.steps) if self.steps else None},
@@ -255,6 +265,7 @@ class EngineCore:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.batcher = None
         self.idle: asyncio.Event | None = None  # set while nothing runs on the model thread (see attach)
+        self._req = threading.local()  # the request a request thread runs: (cancel event, expiry)
         self.busy = 0
         self.token: str | None = None
         self.started = time.time()
@@ -275,16 +286,32 @@ class EngineCore:
             return await self.batcher(item)
 
         def submit(call: tuple) -> tuple:
-            t = time.perf_counter()
-            return asyncio.run_coroutine_threadsafe(gated((t, call)), loop).result()
+            t, req = time.perf_counter(), self._request()
+            out = asyncio.run_coroutine_threadsafe(gated((t, call, req)), loop).result()
+            if isinstance(out, Abandoned):
+                raise out
+            return out
 
         def alone(call: tuple) -> tuple:  # a prefill: on the model thread, in turn, in no batch
-            t = time.perf_counter()
-            return asyncio.run_coroutine_threadsafe(self._on_model(lambda: self._forward_alone(t, call)), loop).result()
+            t, req = time.perf_counter(), self._request()
+            return asyncio.run_coroutine_threadsafe(
+                self._on_model(lambda: self._forward_alone(t, call, req)), loop
+            ).result()
 
         self.engine.backend = BatchedDecoder(self.inner, submit, alone)
 
-    def _forward_alone(self, t: float, call: tuple) -> tuple:
+    def _request(self) -> tuple:
+        """(cancel event, expiry) of the request this thread runs (None outside a request)."""
+        return getattr(self._req, "state", None)
+
+    @staticmethod
+    def _abandoned(req) -> bool:
+        return req is not None and (req[0].is_set() or (req[1] is not None and time.perf_counter() > req[1]))
+
+    def _forward_alone(self, t: float, call: tuple, req) -> tuple:
+        if self._abandoned(req):  # its request went away while this waited: drop it (the backlog drains)
+            self.figures.drop()
+            raise Abandoned()
         now = time.perf_counter()
         out = self.inner.forward(*call)
         self.figures.prefill((now - t) * 1000, (time.perf_counter() - now) * 1000)
@@ -301,13 +328,21 @@ class EngineCore:
             if not self.busy:
                 self.idle.set()
 
-    async def run_batch(self, items: list[tuple[float, tuple]]) -> list[tuple]:
-        """One batched forward for ``items`` ((queued at, call) pairs), on the model thread."""
+    async def run_batch(self, items: list[tuple]) -> list:
+        """One batched forward for ``items`` ((queued at, call, request) triples), on the model thread; the
+        calls of requests that went away meanwhile are dropped (an :class:`Abandoned` in their place)."""
 
-        def run() -> list[tuple]:
+        def run() -> list:
             now = time.perf_counter()  # queue wait = submitted -> the model thread starts the batch
-            out = forward_many(self.inner, [c for _, c in items])
-            self.figures.batch(len(items), [(now - t) * 1000 for t, _ in items], (time.perf_counter() - now) * 1000)
+            live = [i for i, it in enumerate(items) if not self._abandoned(it[2] if len(it) > 2 else None)]
+            out: list = [Abandoned()] * len(items)
+            if len(live) < len(items):
+                self.figures.drop(len(items) - len(live))
+            if live:
+                for i, res in zip(live, forward_many(self.inner, [items[i][1] for i in live])):
+                    out[i] = res
+                waits = [(now - items[i][0]) * 1000 for i in live]
+                self.figures.batch(len(live), waits, (time.perf_counter() - now) * 1000)
             return out
 
         if self.idle is None:  # not attached (tests): no gate
@@ -363,6 +398,7 @@ class EngineCore:
             loop.call_soon_threadsafe(q.put_nowait, item)
 
         def run() -> None:
+            self._req.state = (cancel, expires)
             try:
                 if cancel.is_set():
                     state["outcome"] = "cancelled"
@@ -389,6 +425,8 @@ class EngineCore:
                         return
             except CancelledError:  # its model call was cancelled with the request (the client went away)
                 state["outcome"] = "cancelled"
+            except Abandoned:
+                state["outcome"] = "cancelled" if cancel.is_set() else "expired"
             except Exception as e:  # noqa: BLE001 - the request fails, the replica stays up
                 log.exception("request failed")
                 state["outcome"] = "error"
