@@ -712,7 +712,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("unmask %s serving (pid %d), log file %s", __version__, os.getpid(), path)
     server.watch_load(worker.load(args.model))  # at start, on the model thread, while the client connects
     if where is None:
-        server.start_io()
+        transport.serve_stdio(server)
     elif args.tcp:
         transport.serve_tcp(server, *where)
     else:
