@@ -42,6 +42,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from threading import Event
@@ -49,7 +50,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pygls.exceptions import JsonRpcException
-from pygls.io_ import StdinAsyncReader, StdoutWriter, run_websocket
+from pygls.io_ import StdinAsyncReader, StdoutWriter
 
 log = logging.getLogger("unmask.lsp")
 
@@ -207,25 +208,64 @@ async def read_messages(stop: Event, reader: Any, protocol: Any, error_handler: 
 
 
 class StdioReader(StdinAsyncReader):
-    """pygls' stdin reader, reading a header line of at most :data:`MAX_HEADER_LINE` bytes."""
+    """pygls' stdin reader, reading a header line of at most :data:`MAX_HEADER_LINE` bytes, on a thread of its
+    own (on pygls' pool, each read was often queued before the last one's thread counted as idle again, so the
+    pool grew a thread at a time to its maximum during a typing storm, and the threads stayed)."""
+
+    def __init__(self, stdin: Any):
+        super().__init__(stdin, ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-stdin"))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def readline(self) -> Any:
         return self.loop.run_in_executor(self.executor, self.stdin.readline, MAX_HEADER_LINE)
 
 
-def serve_stdio(server: Any) -> None:
-    """Serve one LSP client over stdin/stdout (pygls' ``start_io``, reading with :func:`read_messages`)."""
+class StdioWriter(StdoutWriter):
+    """pygls' stdout writer that takes a closed pipe as the client leaving: the write is dropped, reading
+    stops (``gone``), and nothing is raised (pygls logged a BrokenPipeError traceback for each message)."""
+
+    def __init__(self, stdout: Any, gone: Any):
+        super().__init__(stdout)
+        self.gone, self.closed = gone, False
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            super().write(data)
+        except (BrokenPipeError, ConnectionError, ValueError):  # ValueError: stdout itself was closed
+            self.closed = True
+            log.info("the client closed its end of the pipe: shutting down")
+            self.gone()
+
+
+def serve_stdio(server: Any) -> int:
+    """Serve one LSP client over stdin/stdout (pygls' ``start_io``, reading with :func:`read_messages`).
+
+    Returns the exit status: ``exit``'s (0 after ``shutdown``, else 1), 0 when the client is gone
+    (stdin ended or stdout closed)."""
     server._stop_event = stop = Event()
-    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
-    reader = StdioReader(sys.stdin.buffer, server.thread_pool)
+    reader = StdioReader(sys.stdin.buffer)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        server.protocol.set_writer(StdioWriter(sys.stdout.buffer, task.cancel))
+        await read_messages(stop, reader, server.protocol, server.report_server_error)
+
+    code = 0
     try:
-        asyncio.run(read_messages(stop, reader, server.protocol, server.report_server_error))
-    except BrokenPipeError:
-        log.error("the client closed the connection: shutting down")
-    except (KeyboardInterrupt, SystemExit):
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
+    except SystemExit as e:  # pygls' exit handler
+        code = e.code if isinstance(e.code, int) else 0
     finally:
+        reader.close()
         server.shutdown()
+    return code
 
 
 # -- TCP ----------------------------------------------------------------------------------------
@@ -370,16 +410,50 @@ def serve_ws(server: Any, host: str, port: int, guard: Guard) -> None:
         nonlocal busy
         busy = True
         log.info("client connected over WebSocket from %s", websocket.remote_address)
-        await run_websocket(
-            stop_event=stop,
-            websocket=websocket,
-            protocol=server.protocol,
-            logger=log,
-            error_handler=server.report_server_error,
-        )
+        await read_websocket(stop, websocket, server.protocol, server.report_server_error)
         server.shutdown()
 
     _run(server, "ws", lambda: serve(handler, host, port, process_request=check), host, guard)
+
+
+class WebSocketWriter:
+    """Sends each message as a WebSocket text frame; once the client is gone, drops them (pygls' writer left a
+    ``ConnectionClosed`` in a task per message: "Task exception was never retrieved", with a traceback)."""
+
+    def __init__(self, websocket: Any):
+        self.ws = websocket
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def write(self, data: bytes) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self.ws.send(data)
+        except ConnectionClosed:
+            pass  # the read loop sees it too, and ends the session
+
+
+async def read_websocket(stop: Event, websocket: Any, protocol: Any, error_handler: Any = None) -> None:
+    """pygls' ``run_websocket`` with :class:`WebSocketWriter`: one message per frame until the client leaves."""
+    from websockets.exceptions import ConnectionClosed
+
+    protocol.set_writer(WebSocketWriter(websocket), include_headers=False)
+    while not stop.is_set():
+        try:
+            data = await websocket.recv(decode=False)
+        except ConnectionClosed:
+            log.info("the WebSocket client disconnected: shutting down")
+            break
+        try:
+            protocol.handle_message(json.loads(data, object_hook=protocol.structure_message))
+        except Exception as exc:
+            log.exception("Unable to handle message")
+            if error_handler is not None:
+                error_handler(exc, JsonRpcException)
+    stop.set()
+    await websocket.close()
 
 
 def _run(server: Any, kind: str, start: Any, host: str, guard: Guard) -> None:
