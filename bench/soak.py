@@ -213,11 +213,13 @@ def cpu_s(pid: int) -> float:
 # -- the typist -----------------------------------------------------------------------------------
 class Typist:
     """Types ``source`` into a document one keystroke at a time: mostly its next character, sometimes a
-    backspace (then the character again) or a pasted word; back to the start once it is typed out."""
+    backspace (then the character again) or a pasted word; back to ``source[:start]`` once it is typed out.
+    The document opens with ``source[:start]`` in it, so the model's context window is full from the start
+    (typing into an empty file, the context and its cache grow for a minute or more, which reads as RSS growth)."""
 
-    def __init__(self, source: str, seed: int):
-        self.source, self.rng = source, random.Random(seed)
-        self.text, self.typed, self.version = "", 0, 1
+    def __init__(self, source: str, seed: int, start: int = 0):
+        self.source, self.rng, self.start = source, random.Random(seed), start
+        self.text, self.typed, self.version = source[:start], start, 1
 
     def position(self, offset: int) -> dict:
         line = self.text.count("\n", 0, offset)
@@ -228,8 +230,8 @@ class Typist:
         """One keystroke: (the content changes, the cursor after it); the version goes up by one."""
         self.version += 1
         if self.typed >= len(self.source):  # typed out: start again (a full-text change)
-            self.text, self.typed = "", 0
-            return [{"text": ""}], {"line": 0, "character": 0}
+            self.text, self.typed = self.source[: self.start], self.start
+            return [{"text": self.text}], self.position(len(self.text))
         end = len(self.text)
         r = self.rng.random()
         if r < 0.06 and self.text and self.text[-1] != "\n":  # a typo taken back
@@ -304,6 +306,7 @@ def storm(
     cancel: float = 0.5,
     warmup: float = 20.0,
     server: list[str] | None = None,
+    preload: int = 4000,
 ) -> Report:
     """Run the storm against a fresh ``unmask serve`` (``server``: the command before ``serve``; default this
     Python's ``-m unmask.lsp.cli``) and return what it measured."""
@@ -323,8 +326,11 @@ def storm(
         180,
     )
     w.notify("initialized", {})
-    typist = Typist(source.read_text(encoding="utf-8"), seed)
-    w.notify("textDocument/didOpen", {"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": ""}})
+    typist = Typist(source.read_text(encoding="utf-8"), seed, preload)
+    w.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": typist.text}},
+    )
 
     def ask(position: dict, invoked: bool = False) -> tuple[str, str]:
         ctx = {"triggerKind": 1 if invoked else 2}
@@ -494,6 +500,7 @@ def main() -> None:
     ap.add_argument("--pause-every", type=int, default=45, help="a pause after 1 keystroke in N (0: none)")
     ap.add_argument("--pause-ms", type=float, default=600.0, help="length of a pause (the keystrokes catch up)")
     ap.add_argument("--cancel", type=float, default=0.5, help="share of open completions cancelled")
+    ap.add_argument("--preload", type=int, default=4000, help="characters of the source in the document at open")
     ap.add_argument("--warmup", type=float, default=20.0, help="seconds of storm before the baseline")
     ap.add_argument("--model", help="model directory (default: the shipped model)")
     ap.add_argument("--max-rss-growth", type=float, default=50.0, help="MB")
@@ -510,6 +517,8 @@ def main() -> None:
         args.pause_ms,
         args.cancel,
         args.warmup,
+        None,
+        args.preload,
     )
     report = asdict(rep)
     fails = rep.failures(args.max_rss_growth)
