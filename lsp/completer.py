@@ -137,6 +137,12 @@ class Completer:
         if st and st.job:
             st.job.cancel()
 
+    def cancel_all(self) -> None:
+        """Stop every model job (the server is going away): a running one ends at its next step."""
+        for st in self.docs.values():
+            if st.job is not None:
+                st.job.cancel()
+
     def edited(self, uri: str, edit: Edit) -> None:
         self.docs.setdefault(uri, DocState()).history.append(edit)
         self.stats.edits += 1

@@ -33,6 +33,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
@@ -84,6 +85,9 @@ class NextEditor:
         self._jobs: dict[str, Call] = {}  # uri -> the model call in flight
         self._latest: dict[str, int] = {}  # uri -> seq of the newest request that arrived for it
         self._ids = itertools.count(1)
+        # the history diffs: one thread of their own (asyncio's default executor grew to 6 threads that stayed
+        # after a typing storm), and a diff whose request was overtaken while queued is skipped
+        self._diff_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-diff")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def arrived(self, req: EditRequest) -> None:
@@ -143,11 +147,11 @@ class NextEditor:
         if why:
             return EditOutcome([], None, why)
         # pure Python over the whole text (~15 ms for 6,000 lines): off the event loop, not behind the model
-        diff = await asyncio.to_thread(nes.history_diff, req.text, req.history, _path(req.uri))
-        if not diff:
-            return EditOutcome([], None, "no-history")
+        diff = await asyncio.wrap_future(self._diff_pool.submit(self._diff, req))
         if self._latest.get(req.uri, 0) > req.seq:  # overtaken while diffing: no model work for it
             raise Superseded()
+        if not diff:
+            return EditOutcome([], None, "no-history")
         if version_now() != req.version:
             raise Stale()
 
@@ -199,6 +203,15 @@ class NextEditor:
             res.considered,
         )
         return EditOutcome(res.edits, eid if res.edits else None, "model", res.ms)
+
+    def _diff(self, req: EditRequest) -> str | None:
+        """The edit history as the model reads it (on the diff thread); None when a newer request took over."""
+        if self._latest.get(req.uri, 0) > req.seq:
+            return None
+        return nes.history_diff(req.text, req.history, _path(req.uri))
+
+    def close(self) -> None:
+        self._diff_pool.shutdown(wait=False, cancel_futures=True)
 
     def _skip_reason(self, req: EditRequest, s: Settings) -> str | None:
         if not s.next_edit_enabled:

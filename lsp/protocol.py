@@ -118,6 +118,10 @@ class Stats:
     indexed_files: int = 0  # files in the workspace indexes
     indexing: bool = False  # a workspace index is being built
     model: str = ""  # the loaded model directory ("" while loading or after a failure)
+    model_error: str = ""  # why no model is loaded ("" when one is): the message names the file and the fix
+    open_requests: int = 0  # requests received and not answered yet (their handlers are running)
+    model_jobs: int = 0  # model jobs and calls queued or running on the model thread
+    threads: int = 0  # the server's Python threads
 
 
 @attrs.define

@@ -38,8 +38,10 @@ import bisect
 import contextvars
 import itertools
 import logging
+import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -333,9 +335,18 @@ class UnmaskServer(LanguageServer):
             self._pending_loads.append(fut)
             return
         loop = self.loop
-        fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._load_done, f))
+
+        def done(f: Future) -> None:  # on the model thread
+            try:
+                loop.call_soon_threadsafe(self._load_done, f)
+            except RuntimeError:  # the event loop closed: the server stopped before the model loaded
+                pass
+
+        fut.add_done_callback(done)
 
     def _load_done(self, fut: Future) -> None:
+        if fut.cancelled():
+            return
         if (e := fut.exception()) is None:
             if self._engine_retries:
                 log.info("connected to the team engine after %d retries", self._engine_retries)
@@ -375,7 +386,30 @@ class UnmaskServer(LanguageServer):
         s.model = self.worker.model_path
         s.indexed_files = self.repo.indexed_files
         s.indexing = self.repo.indexing
+        s.model_error = "" if self.worker.engine else (self.worker.error or "")
+        s.open_requests = sum(not f.done() for f in self.protocol._request_futures.values())
+        s.model_jobs = self.worker.pending
+        s.threads = threading.active_count()
         return s
+
+    def stop_work(self) -> None:
+        """Stop model work, next-edit diffs and indexing (queued work is dropped; a running model step ends)."""
+        self.completer.cancel_all()
+        self.worker.close()
+        self.next_editor.close()
+        self.repo.shutdown()
+
+    def shutdown(self) -> None:
+        """The connection ended (or ``exit``): stop the work too, and wait for no thread (pygls waited for its
+        pool, where a read of stdin may be blocked: a client that sent ``exit`` and kept the pipe open hung it)."""
+        log.info("shutting down")
+        self.stop_work()
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._thread_pool is not None:
+            self._thread_pool.shutdown(wait=False, cancel_futures=True)
+        if self._server is not None:
+            self._server.close()
 
     # -- workspace index ----------------------------------------------------------------------
     def workspace_roots(self) -> list[str]:
@@ -611,8 +645,7 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: UnmaskServer, params: Any) -> None:
         """Stop model work and indexing."""
-        ls.worker.close()
-        ls.repo.shutdown()
+        ls.stop_work()
 
     return server
 
@@ -771,9 +804,37 @@ def main(argv: list[str] | None = None) -> None:
     path = setup_logging(server, args.log_file, args.log_level)
     log.info("unmask %s serving (pid %d), log file %s", __version__, os.getpid(), path)
     server.watch_load(worker.load(args.model))  # at start, on the model thread, while the client connects
-    if where is None:
-        server.start_io()
-    elif args.tcp:
-        transport.serve_tcp(server, *where)
-    else:
-        transport.serve_ws(server, *where)
+    code = 0
+    try:
+        if where is None:
+            code = transport.serve_stdio(server)
+        elif args.tcp:
+            transport.serve_tcp(server, *where)
+        else:
+            transport.serve_ws(server, *where)
+    finally:
+        finish(server, code)
+
+
+EXIT_GRACE_S = 1.0  # after the client is gone, how long the threads get to finish before the process exits
+
+
+def finish(server: UnmaskServer, code: int) -> None:
+    """End the process once the client is gone (``exit``, EOF, a closed pipe or socket).
+
+    The threads get :data:`EXIT_GRACE_S` to finish (the model thread its current step, the index's
+    process pool its shutdown); the interpreter would otherwise wait for a model load or a long run
+    to end before exiting, seconds after the client left.
+    """
+    server.stop_work()
+    end = time.monotonic() + EXIT_GRACE_S
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon:
+            t.join(max(0.0, end - time.monotonic()))
+    for p in multiprocessing.active_children():  # the index's worker processes, should they still run
+        p.terminate()
+        p.join(0.5)
+    log.info("exiting (status %d)", code)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)

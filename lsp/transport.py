@@ -19,6 +19,12 @@
 * **One client.** pygls serves one connection and the server stops when it ends, as before; a
   refused connection never stops the server, and a connection arriving while a client is
   served is turned away.
+* **Framing errors cost one message, never the connection** (stdio and TCP,
+  :func:`read_messages` in place of pygls' ``run_async``): a ``Content-Length`` header is
+  found at the end of any line, so garbage without a line end or a wrong length loses the
+  broken message (and at most the one after it) and reading goes on at the next header; a
+  length over :data:`MAX_CONTENT_LENGTH` is refused with an error in the log instead of
+  reading (or allocating) that much.
 
 A start-up line on stderr and in the log says where the server listens, whether it is loopback
 only, whether a token is required and which origins are allowed; it never shows the token.
@@ -36,13 +42,15 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from threading import Event
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pygls.io_ import run_async, run_websocket
+from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdinAsyncReader, StdoutWriter
 
 log = logging.getLogger("unmask.lsp")
 
@@ -51,6 +59,9 @@ MIN_TOKEN = 16  # characters
 FIRST_MESSAGE_S = 30.0  # a TCP connection that sends no complete first message by then is closed
 MAX_FIRST_MESSAGE = 16 << 20  # bytes of the first message's body
 INVALID_REQUEST = -32600
+MAX_CONTENT_LENGTH = 64 << 20  # bytes of one message body: a longer Content-Length is a framing error
+MAX_HEADER_LINE = 64 << 10  # bytes read as one header line at most (garbage without a line end)
+_CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?\n\Z", re.IGNORECASE)
 _HEADER = re.compile(rb"(content-length|content-type)[ \t]*:[ \t]*([^\r\n]*)\r\n", re.IGNORECASE)
 _MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
 
@@ -145,6 +156,116 @@ def announce(kind: str, sockets: Iterable[Any], host: str, guard: Guard) -> str:
     log.info("%s", msg)
     print(msg, file=sys.stderr, flush=True)
     return msg
+
+
+# -- LSP framing (stdio and TCP) ---------------------------------------------------------------
+async def read_messages(stop: Event, reader: Any, protocol: Any, error_handler: Any = None) -> None:
+    """Read framed messages from ``reader`` and hand each to ``protocol`` until EOF or ``stop``.
+
+    pygls' ``run_async`` takes ``Content-Length`` only from a line that is exactly that header,
+    and a message body has no line end, so after one framing error it never found a header
+    again (the server stayed up, deaf), and it read whatever length it was told (99,999,999,999
+    ended the server with MemoryError). Here the header is taken from the end of any line
+    (whatever came before it on the line is skipped), and a length over
+    :data:`MAX_CONTENT_LENGTH` is refused. A body that is not a message is logged and dropped,
+    as pygls does.
+    """
+    length: int | None = None
+    while not stop.is_set():
+        try:
+            line = await reader.readline()
+        except ValueError:  # asyncio: a line over the stream's limit (dropped); read on
+            log.warning("LSP framing: dropped a header line over the stream's limit")
+            continue
+        if not line:
+            break
+        if (m := _CONTENT_LENGTH.search(line)) is not None:
+            if m.start():
+                log.warning("LSP framing: skipped %d bytes that were not a message before a header", m.start())
+            length = int(m.group(1))
+            if length > MAX_CONTENT_LENGTH:
+                log.error(
+                    "LSP framing: refused a Content-Length of %d bytes (at most %d); the message is skipped",
+                    length,
+                    MAX_CONTENT_LENGTH,
+                )
+                length = None
+            continue
+        if line.strip():  # another header (Content-Type), or bytes that are not a message
+            continue
+        if length is None:  # a blank line with no Content-Length before it
+            continue
+        n, length = length, None
+        body = await reader.readexactly(n) if n else b""
+        if len(body) < n:  # EOF in the body
+            break
+        try:
+            protocol.handle_message(json.loads(body, object_hook=protocol.structure_message))
+        except Exception as exc:
+            log.exception("Unable to handle message")
+            if error_handler is not None:
+                error_handler(exc, JsonRpcException)
+
+
+class StdioReader(StdinAsyncReader):
+    """pygls' stdin reader, reading a header line of at most :data:`MAX_HEADER_LINE` bytes, on a thread of its
+    own (on pygls' pool, each read was often queued before the last one's thread counted as idle again, so the
+    pool grew a thread at a time to its maximum during a typing storm, and the threads stayed)."""
+
+    def __init__(self, stdin: Any):
+        super().__init__(stdin, ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-stdin"))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def readline(self) -> Any:
+        return self.loop.run_in_executor(self.executor, self.stdin.readline, MAX_HEADER_LINE)
+
+
+class StdioWriter(StdoutWriter):
+    """pygls' stdout writer that takes a closed pipe as the client leaving: the write is dropped, reading
+    stops (``gone``), and nothing is raised (pygls logged a BrokenPipeError traceback for each message)."""
+
+    def __init__(self, stdout: Any, gone: Any):
+        super().__init__(stdout)
+        self.gone, self.closed = gone, False
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            super().write(data)
+        except (BrokenPipeError, ConnectionError, ValueError):  # ValueError: stdout itself was closed
+            self.closed = True
+            log.info("the client closed its end of the pipe: shutting down")
+            self.gone()
+
+
+def serve_stdio(server: Any) -> int:
+    """Serve one LSP client over stdin/stdout (pygls' ``start_io``, reading with :func:`read_messages`).
+
+    Returns the exit status: ``exit``'s (0 after ``shutdown``, else 1), 0 when the client is gone
+    (stdin ended or stdout closed)."""
+    server._stop_event = stop = Event()
+    reader = StdioReader(sys.stdin.buffer)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        server.protocol.set_writer(StdioWriter(sys.stdout.buffer, task.cancel))
+        await read_messages(stop, reader, server.protocol, server.report_server_error)
+
+    code = 0
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    except SystemExit as e:  # pygls' exit handler
+        code = e.code if isinstance(e.code, int) else 0
+    finally:
+        reader.close()
+        server.shutdown()
+    return code
 
 
 # -- TCP ----------------------------------------------------------------------------------------
@@ -261,13 +382,7 @@ def serve_tcp(server: Any, host: str, port: int, guard: Guard) -> None:
         busy = True
         log.info("client connected over TCP from %s", peer)
         server.protocol.set_writer(writer)
-        await run_async(
-            stop_event=stop,
-            reader=_Replay(head, reader),
-            protocol=server.protocol,
-            logger=log,
-            error_handler=server.report_server_error,
-        )
+        await read_messages(stop, _Replay(head, reader), server.protocol, server.report_server_error)
         server.shutdown()
 
     _run(server, "tcp", lambda: asyncio.start_server(connection, host, port), host, guard)
@@ -295,16 +410,50 @@ def serve_ws(server: Any, host: str, port: int, guard: Guard) -> None:
         nonlocal busy
         busy = True
         log.info("client connected over WebSocket from %s", websocket.remote_address)
-        await run_websocket(
-            stop_event=stop,
-            websocket=websocket,
-            protocol=server.protocol,
-            logger=log,
-            error_handler=server.report_server_error,
-        )
+        await read_websocket(stop, websocket, server.protocol, server.report_server_error)
         server.shutdown()
 
     _run(server, "ws", lambda: serve(handler, host, port, process_request=check), host, guard)
+
+
+class WebSocketWriter:
+    """Sends each message as a WebSocket text frame; once the client is gone, drops them (pygls' writer left a
+    ``ConnectionClosed`` in a task per message: "Task exception was never retrieved", with a traceback)."""
+
+    def __init__(self, websocket: Any):
+        self.ws = websocket
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def write(self, data: bytes) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self.ws.send(data)
+        except ConnectionClosed:
+            pass  # the read loop sees it too, and ends the session
+
+
+async def read_websocket(stop: Event, websocket: Any, protocol: Any, error_handler: Any = None) -> None:
+    """pygls' ``run_websocket`` with :class:`WebSocketWriter`: one message per frame until the client leaves."""
+    from websockets.exceptions import ConnectionClosed
+
+    protocol.set_writer(WebSocketWriter(websocket), include_headers=False)
+    while not stop.is_set():
+        try:
+            data = await websocket.recv(decode=False)
+        except ConnectionClosed:
+            log.info("the WebSocket client disconnected: shutting down")
+            break
+        try:
+            protocol.handle_message(json.loads(data, object_hook=protocol.structure_message))
+        except Exception as exc:
+            log.exception("Unable to handle message")
+            if error_handler is not None:
+                error_handler(exc, JsonRpcException)
+    stop.set()
+    await websocket.close()
 
 
 def _run(server: Any, kind: str, start: Any, host: str, guard: Guard) -> None:

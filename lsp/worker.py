@@ -125,6 +125,18 @@ class ModelWorker:
         self.model_calls = 0
         self._counter: Callable[[str], int] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-model")
+        self._open: set[Future] = set()  # queued or running
+
+    @property
+    def pending(self) -> int:
+        """Loads, jobs and calls queued or running on the model thread."""
+        return len(self._open)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        fut = self._pool.submit(fn, *args)
+        self._open.add(fut)
+        fut.add_done_callback(self._open.discard)
+        return fut
 
     @property
     def model_path(self) -> str:
@@ -135,7 +147,7 @@ class ModelWorker:
 
         The future fails with :class:`ModelError`; the previous model, if any, stays in use.
         """
-        return self._pool.submit(self._load, path)
+        return self._submit(self._load, path)
 
     def _load(self, path: str | None) -> str:
         cfg = dict(self.backend)
@@ -179,7 +191,7 @@ class ModelWorker:
     def submit(self, job: Job) -> Future[InfillDraft | None]:
         """Queue ``job``; the future holds the last draft, or None when the job was cancelled."""
         job.submitted = time.perf_counter()
-        return self._pool.submit(self._run, job)
+        return self._submit(self._run, job)
 
     def _run(self, job: Job) -> InfillDraft | None:
         if job.cancelled:
@@ -227,7 +239,7 @@ class ModelWorker:
         Fails with :class:`ModelError` when no model is loaded.
         """
         call.submitted = time.perf_counter()
-        return self._pool.submit(self._call, call)
+        return self._submit(self._call, call)
 
     def _call(self, call: Call) -> Any:
         if call.cancelled:
