@@ -21,7 +21,11 @@ AST and comments), and the first hunk is more than blank lines (the bounds of
 (k < hunks): ``history`` = the first k hunks as a unified diff (3 context lines, ``--- a/path``),
 ``current`` = the old file with those hunks applied, ``remaining`` = the other hunks as
 ``{start_line, end_line, old_text, new_text}`` (0-based, end-exclusive lines of ``current``),
-``cursor`` = the end of the k-th hunk's new text: the schema of ``shared/eval/nes``. Examples are
+``cursor`` = the end of the k-th hunk's new text: the schema of ``shared/eval/nes``. A release
+diff often has more (or bigger) hunks than one commit: such a change is cut into *windows* of
+``--min-hunks``..``--max-hunks`` consecutive small hunks (a big hunk ends a run), each taken as
+the change from the file with the earlier hunks applied (``window`` = [i, j) in the example;
+``--windows 0`` drops them instead). Examples are
 written as JSONL shards ``train-*.jsonl`` / ``heldout-*.jsonl`` with their provenance (package,
 versions, path) and ``stats.json``.
 
@@ -407,6 +411,7 @@ class Bounds:
     max_hunk_lines: int = 6
     max_file_lines: int = 1500
     max_history: int = 2
+    windows: int = 1  # cut changes with too many or too big hunks into windows of small hunks (0: drop them)
 
 
 def change_reason(before: str, after: str, hunks: list[Hunk], bd: Bounds) -> str | None:
@@ -424,6 +429,25 @@ def change_reason(before: str, after: str, hunks: list[Hunk], bd: Bounds) -> str
     if formatting_only(before, after):
         return "formatting_only"
     return None
+
+
+def windows(hunks: list[Hunk], bd: Bounds) -> list[tuple[int, int]]:
+    """Windows [i, j) of consecutive small hunks (``min_hunks``..``max_hunks`` each) of a change too big to
+    take whole: big hunks end a run, a run is cut into windows left to right. A window's change is the
+    file with the hunks before it applied, to the file with its own hunks applied too."""
+    out, i = [], 0
+    small = [max(len(h.old), len(h.new)) <= bd.max_hunk_lines for h in hunks]
+    while i < len(hunks):
+        if not small[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(hunks) and small[j] and j - i < bd.max_hunks:
+            j += 1
+        if j - i >= bd.min_hunks:
+            out.append((i, j))
+        i = j
+    return out
 
 
 class Writer:
@@ -467,7 +491,8 @@ def build(
     skipped: dict[str, int] = {}
     seen: set[str] = set()
     per_pkg: dict[str, dict] = {}
-    n_pairs = n_files = n_changed = n_multi = n_kept = 0
+    n_pairs = n_files = n_changed = n_multi = 0
+    n_kept = [0, 0]  # whole changes, windows
 
     def drop(reason: str) -> None:
         dropped[reason] = dropped.get(reason, 0) + 1
@@ -502,29 +527,37 @@ def build(
                     why = change_reason(a, b, hunks, bd)
                     if why:
                         skipped[why] = skipped.get(why, 0) + 1
-                        continue
-                    if strip_src(rp) in ix.paths:
+                    pieces = [(a, b, hunks, None)] if not why else []
+                    if why in ("hunks>max", "hunk_too_big") and bd.windows:
+                        for i, j in windows(hunks, bd):
+                            a2, b2 = "".join(apply_hunks(al, hunks[:i])), "".join(apply_hunks(al, hunks[:j]))
+                            h2 = hunks_of(a2.splitlines(keepends=True), b2.splitlines(keepends=True))
+                            if change_reason(a2, b2, h2, bd) is None:
+                                pieces.append((a2, b2, h2, (i, j)))
+                    if pieces and strip_src(rp) in ix.paths:
                         drop("eval_path")
                         continue
-                    if text_hash(a) in ix.files or text_hash(b) in ix.files:
-                        drop("eval_file")
-                        continue
-                    hh = [hunk_hash("".join(h.old), "".join(h.new)) for h in hunks]
-                    if any(h and h in ix.hunks for h in hh):
-                        drop("eval_hunk")
-                        continue
-                    key = hashlib.sha256("|".join(text_hash("".join(h.old + ["\0"] + h.new)) for h in hunks).encode())
-                    if key.hexdigest() in seen:
-                        drop("duplicate")
-                        continue
-                    seen.add(key.hexdigest())
-                    n_kept += 1
-                    st["changes"] += 1
-                    for k in range(1, min(bd.max_history, len(hunks) - 1) + 1):
-                        ex = cut(rp, a, b, k, hunks)
-                        ex = {"id": f"{pkg}:{pv}..{version}:{rp}:k{k}", "package": pkg, "from": pv, "to": version} | ex
-                        writers[split].write(ex)
-                        st["examples"] += 1
+                    for a2, b2, h2, win in pieces:
+                        if text_hash(a2) in ix.files or text_hash(b2) in ix.files:
+                            drop("eval_file")
+                            continue
+                        if any(h and h in ix.hunks for h in (hunk_hash("".join(h.old), "".join(h.new)) for h in h2)):
+                            drop("eval_hunk")
+                            continue
+                        key = "|".join(text_hash("".join(h.old + ["\0"] + h.new)) for h in h2)
+                        key = hashlib.sha256(key.encode()).hexdigest()
+                        if key in seen:
+                            drop("duplicate")
+                            continue
+                        seen.add(key)
+                        n_kept[win is not None] += 1
+                        st["changes"] += 1
+                        tag = f"{pkg}:{pv}..{version}:{rp}" + (f":h{win[0]}-{win[1]}" if win else "")
+                        for k in range(1, min(bd.max_history, len(h2) - 1) + 1):
+                            ex = cut(rp, a2, b2, k, h2)
+                            ex = {"id": f"{tag}:k{k}", "package": pkg, "from": pv, "to": version, "window": win} | ex
+                            writers[split].write(ex)
+                            st["examples"] += 1
             prev = (version, files)
         log(f"{pkg:20s} {split:8s} versions {st['versions']:2d} changes {st['changes']:4d} examples {st['examples']}")
     for w in writers.values():
@@ -537,7 +570,8 @@ def build(
         "files_compared": n_files,
         "files_changed": n_changed,
         "multi_hunk_changes": n_multi,
-        "changes_kept": n_kept,
+        "changes_kept": n_kept[0],
+        "windows_kept": n_kept[1],
         "examples": {s: w.n for s, w in writers.items()},
         "dropped": dict(sorted(dropped.items())),
         "out_of_bounds": dict(sorted(skipped.items())),

@@ -195,3 +195,29 @@ def test_read_release_sdist(tmp_path: Path):
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     assert re_.read_release(p) == {"src/pkg/a.py": "x = 1\n"}  # non-UTF-8 and non-.py files left out
+
+
+def test_windows_of_a_big_change(tmp_path: Path):
+    # 12 one-line hunks, the 8th is big: windows of at most 4 small consecutive hunks, none across the big one
+    a = [f"x{i} = {i}\n" for i in range(60)]
+    b = list(a)
+    for i in range(0, 60, 5):
+        b[i] = f"x{i} = {i} + 1\n"
+    b[35:36] = [f"big{j} = {j}\n" for j in range(9)]
+    hunks = re_.hunks_of(a, b)
+    assert len(hunks) == 12
+    bd = re_.Bounds(max_hunks=4)
+    assert re_.windows(hunks, bd) == [(0, 4), (4, 7), (8, 12)]
+    assert re_.windows(hunks, re_.Bounds(max_hunks=4, min_hunks=4)) == [(0, 4), (8, 12)]
+
+    rel, out = tmp_path / "releases", tmp_path / "out"
+    _package(rel, "pkg", [{"pkg/m.py": "".join(a)}, {"pkg/m.py": "".join(b)}])
+    st = re_.build(rel, out, None, bd, heldout_share=0, log=lambda *_: None)
+    assert st["out_of_bounds"] == {"hunks>max": 1} and st["windows_kept"] == 3 and st["changes_kept"] == 0
+    exs = list(re_.iter_examples(out, "train"))
+    assert sorted({tuple(e["window"]) for e in exs}) == [(0, 4), (4, 7), (8, 12)]
+    for e in exs:  # a window's examples end at the window's last hunk; the big hunk is applied after (8, 12)'s start
+        w0, w1 = e["window"]
+        end = "".join(re_.apply_hunks(a, hunks[:w1]))
+        assert re_.apply_remaining(e["current"], e["remaining"]) == end
+        assert e["n_history"] + e["n_remaining"] == w1 - w0
