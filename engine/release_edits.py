@@ -583,6 +583,43 @@ def build(
     return stats
 
 
+# -- the request the model sees -------------------------------------------------------------------
+EXCERPT_LINES = 2  # lines kept around the seed edit and each hole: lsp/nes.py's EXCERPT_LINES (a test keeps them equal)
+
+
+def edit_prompt(ex: dict, r: int, comment: str = "#", excerpt_lines: int = EXCERPT_LINES) -> tuple[str, str] | None:
+    """(text before the hole, new text) for hunk ``r`` of ``ex["remaining"]`` as the only hole of a next-edit
+    request, laid out as the server lays one out for the causal engine: the history's ``-``/``+`` lines as
+    comments (``CausalEngine.prepare_edit`` on ``edits.history_text``), then the file's lines around the
+    cursor and around the hole (``lsp.nes.segments_for``; ``...`` lines between excerpts) up to the hole.
+    None when the hole lies past the file's last line (the server has no excerpt there)."""
+    from .edits import history_text
+
+    hist = history_text(ex["history"])
+    head = "".join(f"{comment} {ln}\n" for ln in hist.splitlines()) if hist.strip() else ""
+    head = f"{comment} Recent edit:\n{head}\n" if head else ""
+    lines = ex["current"].splitlines(keepends=True)
+    s = ex["remaining"][r]["start_line"]
+    cur = ex["cursor"]["line"]
+    keep = set(range(s - excerpt_lines, s + excerpt_lines + 1)) | set(
+        range(cur - excerpt_lines, cur + excerpt_lines + 1)
+    )
+    keep = sorted(i for i in keep if 0 <= i < len(lines))
+    if s not in keep:
+        return None
+    out, prev = [head], -2
+    for i in keep:
+        if i == s:
+            break
+        if i != prev + 1 and len(out) > 1:
+            out.append("\n...\n")
+        out.append(lines[i])
+        prev = i
+    if s != prev + 1 and len(out) > 1:
+        out.append("\n...\n")
+    return "".join(out), ex["remaining"][r]["new_text"]
+
+
 def iter_examples(d: Path, split: str = "train"):
     """The examples of one split of a ``diff`` output folder, shard by shard."""
     for f in sorted(Path(d).glob(f"{split}-*.jsonl")):

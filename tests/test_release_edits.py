@@ -221,3 +221,37 @@ def test_windows_of_a_big_change(tmp_path: Path):
         end = "".join(re_.apply_hunks(a, hunks[:w1]))
         assert re_.apply_remaining(e["current"], e["remaining"]) == end
         assert e["n_history"] + e["n_remaining"] == w1 - w0
+
+
+def test_edit_prompt_is_the_servers_layout():
+    """The training prompt (engine side) equals what the server builds for the causal engine (lsp side)."""
+    from types import SimpleNamespace
+
+    from unmask.context.nes import Candidate
+    from unmask.engine.causal import CausalEngine
+    from unmask.engine.edits import history_text
+    from unmask.lsp import nes
+
+    assert nes.EXCERPT_LINES == re_.EXCERPT_LINES
+    stub = SimpleNamespace(comment="#", window=10**6, tok=SimpleNamespace(encode=lambda s: list(s.encode())))
+    long_after = AFTER.replace('    return f"{a} {p} {math.pi}"\n', "".join(f"    x{i} = {i}\n" for i in range(20)))
+    long_after += "    return math.pi\n"
+    long_before = BEFORE.replace('    return f"{a} {p}"\n', "".join(f"    x{i} = {i}\n" for i in range(20)))
+    long_before += "    return 0\n"
+    n = 0
+    for before, after in ((BEFORE, AFTER), (long_before, long_after)):
+        for k in (1, 2):
+            ex = re_.cut("pkg/geo.py", before, after, k)
+            text = ex["current"]
+            starts = [0]
+            for ln in text.splitlines(keepends=True):
+                starts.append(starts[-1] + len(ln))
+            for r, h in enumerate(ex["remaining"]):
+                cand = Candidate(starts[h["start_line"]], starts[h["end_line"]], "near")
+                segs = nes.segments_for(text, [cand], ex["cursor"]["line"], len)
+                prep = CausalEngine.prepare_edit(stub, history_text(ex["history"]), segs)
+                want = "".join(prep.parts[: prep.parts.index(None)])
+                got = re_.edit_prompt(ex, r)
+                assert got == (want, h["new_text"])
+                n += 1
+    assert n >= 6
