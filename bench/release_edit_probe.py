@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             if m1 is None or m0 is None:
                 continue
             kind = "insert" if not r["old_text"] else "delete" if not r["new_text"] else "replace"
-            rows.append((m1, m0, kind))
+            rows.append((m1, m0, kind, ex.get("window") is None))
             used.add(ex["id"])
         print(
             f"\r{e_i + 1}/{len(exs)} examples, {len(rows)} hunks, {time.perf_counter() - t0:.0f}s",
@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
             }
             for k in ("replace", "insert", "delete")
             if any(r[2] == k for r in rows)
+        },
+        "whole_changes": {  # hunks of changes taken whole (not windows of a bigger release diff)
+            "hunks": int(sum(r[3] for r in rows)),
+            "positive_with_history": round(float(np.mean([r[0] > 0 for r in rows if r[3]] or [np.nan])), 3),
+            "mean_gain_from_history": round(float(np.mean([r[0] - r[1] for r in rows if r[3]] or [np.nan])), 3),
         },
         "seconds": round(time.perf_counter() - t0, 1),
     }
