@@ -69,6 +69,14 @@ each one, ``init_from`` names the start). ``--workers N`` builds the rows in N D
 processes (GPU runs); their streams are seeded by the step, so a resumed run draws fresh rows
 instead of continuing exactly.
 
+``--edit-data DIR`` (a :mod:`unmask.engine.release_edits` ``diff`` folder; only its ``train``
+split is read) makes ``--edit-share`` of the holes next edits from real release diffs: one
+remaining hunk of an example is the hole, its new text the middle, and the context is the
+runtime's next-edit request up to that hole (the history as comments, then the file excerpts:
+``release_edits.edit_prompt``, the same text ``CausalEngine.prepare_edit`` builds, with no
+suffix comments); an example whose context does not fit whole is skipped, as the runtime
+leaves such a hole out.
+
 It knows the prompt layout and the training objective; decoding lives in the runtime.
 """
 
@@ -161,6 +169,28 @@ def make_hole(text: str, tok: Tokenizer, rng: random.Random, room: int, max_mid:
         return None
     ctx, heal = got
     mid = tok.encode(heal + text[a:b])
+    mid = mid + [tok.specials.eos] if len(mid) < max_mid else mid[:max_mid]
+    return Hole(ctx, mid)
+
+
+def make_edit_hole(ex: dict, tok: Tokenizer, rng: random.Random, room: int, max_mid: int) -> Hole | None:
+    """A next-edit hole from a release-edit example (:mod:`unmask.engine.release_edits`): one of its
+    remaining hunks, the context laid out as the runtime lays out a next-edit request (history as comments,
+    the excerpts up to the hole: ``release_edits.edit_prompt``), the middle its new text; None when the
+    context does not fit ``room`` whole (the runtime leaves such a hole out) or is unusable."""
+    from .release_edits import edit_prompt
+
+    got = edit_prompt(ex, rng.randrange(len(ex["remaining"])))
+    if got is None:
+        return None
+    before, new = got
+    if len(tok.encode(before)) > room:
+        return None
+    c = context_ids(tok, before, "", room)
+    if c is None or not c[0]:
+        return None
+    ctx, heal = c
+    mid = tok.encode(heal + new)
     mid = mid + [tok.specials.eos] if len(mid) < max_mid else mid[:max_mid]
     return Hole(ctx, mid)
 
@@ -309,8 +339,11 @@ def pick_sizes(rng: random.Random, k: int, weights=BLOCK_WEIGHTS) -> list[int]:
 class RowStream:
     """Endless packed training rows from documents; its whole state is two RNG states (resumable)."""
 
-    def __init__(self, docs: list[str], tok: Tokenizer, a: argparse.Namespace, seed: int):
+    def __init__(
+        self, docs: list[str], tok: Tokenizer, a: argparse.Namespace, seed: int, edits: list[dict] | None = None
+    ):
         self.docs, self.tok, self.a = docs, tok, a
+        self.edits = edits or []  # release-edit examples, a share ``a.edit_share`` of the holes
         self.sampler = WindowSampler(docs, chars=a.window_chars, seed=seed)
         self.rng = random.Random(seed * 7919 + 1)
         self.weights = tuple(float(x) for x in a.block_weights.split(","))
@@ -331,16 +364,28 @@ class RowStream:
             if left < 64:
                 break
             sizes = pick_sizes(self.rng, a.views, self.weights)
-            text = self.sampler.sample()
-            lines = text.splitlines(keepends=True) or [text]
-            span = pick_span(lines, list(np.cumsum([0] + [len(x) for x in lines[:-1]])), self.rng)
-            hole = make_hole(text, tok, self.rng, a.max_ctx, a.max_mid, span)
+            if self.edits and self.rng.random() < getattr(a, "edit_share", 0.0):
+                ex = self.edits[self.rng.randrange(len(self.edits))]
+                state = self.rng.getstate()  # the same hunk again if the context must shrink
+
+                def mk(room, ex=ex, state=state):
+                    self.rng.setstate(state)
+                    return make_edit_hole(ex, tok, self.rng, room, a.max_mid)
+            else:
+                text = self.sampler.sample()
+                lines = text.splitlines(keepends=True) or [text]
+                span = pick_span(lines, list(np.cumsum([0] + [len(x) for x in lines[:-1]])), self.rng)
+
+                def mk(room, text=text, span=span):
+                    return make_hole(text, tok, self.rng, room, a.max_mid, span)
+
+            hole = mk(a.max_ctx)
             if hole is None:
                 continue
             views = sum(view_cost(len(hole.mid), B, copies) for B in sizes)
             if len(hole.ctx) + views > left:  # the row's last example: a shorter context fills it
                 room = left - views
-                hole = make_hole(text, tok, self.rng, room, a.max_mid, span) if room >= 32 else None
+                hole = mk(room) if room >= 32 else None
                 if hole is None or len(hole.ctx) + sum(view_cost(len(hole.mid), B, copies) for B in sizes) > left:
                     break
             add_example(lay, hole, sizes, self.rng, tok.specials.mask, a.eps, a.complementary)
@@ -489,13 +534,13 @@ def init_from_export(model: Llama, d: Path, a: argparse.Namespace) -> dict:
 class _Rows(torch.utils.data.IterableDataset):
     """Micro-batches (``to_torch`` on the CPU) built in DataLoader workers (``--workers``), each its own stream."""
 
-    def __init__(self, docs: list[str], tok: Tokenizer, a: argparse.Namespace, seed: int):
-        self.docs, self.tok, self.a, self.seed = docs, tok, a, seed
+    def __init__(self, docs: list[str], tok: Tokenizer, a: argparse.Namespace, seed: int, edits=None):
+        self.docs, self.tok, self.a, self.seed, self.edits = docs, tok, a, seed, edits
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         torch.set_num_threads(1)
-        stream = RowStream(self.docs, self.tok, self.a, self.seed + 7919 * (info.id if info else 0))
+        stream = RowStream(self.docs, self.tok, self.a, self.seed + 7919 * (info.id if info else 0), self.edits)
         while True:
             yield to_torch([stream.row() for _ in range(self.a.rows)], "cpu")
 
@@ -503,7 +548,7 @@ class _Rows(torch.utils.data.IterableDataset):
 RECIPE_KEYS = (
     "lora_r", "lora_alpha", "lora_targets", "top_k", "row_len", "max_ctx", "max_mid", "views",
     "complementary", "eps", "block_weights", "window_chars", "lr", "warmup", "schedule", "accum", "rows",
-    "weight_decay", "seed", "val_holes",
+    "weight_decay", "seed", "val_holes", "edit_data", "edit_share",
 )  # fmt: skip
 
 
@@ -541,6 +586,8 @@ def parse_train(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader processes building rows (GPU runs)")
     ap.add_argument("--init-from", type=Path, default=None, help="an `export`ed model directory to start from")
+    ap.add_argument("--edit-data", default=None, help="a release_edits `diff` folder: its train split as next edits")
+    ap.add_argument("--edit-share", type=float, default=0.2, help="share of holes from --edit-data")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -608,7 +655,13 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
     model.to(a.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.95), weight_decay=a.weight_decay)
-    stream = RowStream(train_docs, tok, a, a.seed)
+    edits = None
+    if getattr(a, "edit_data", None):
+        from .release_edits import iter_examples
+
+        edits = list(iter_examples(Path(a.edit_data), "train"))  # held-out packages are never read
+        print(f"{len(edits)} release-edit examples from {a.edit_data}, {a.edit_share:.0%} of the holes", flush=True)
+    stream = RowStream(train_docs, tok, a, a.seed, edits)
     counters = {"step": 0, "tokens": 0, "supervised": 0, "seconds": 0.0, "rows": 0}
     if state:
         missing = set(state["trainable"]) ^ {n for n, p in model.named_parameters() if p.requires_grad}
@@ -633,6 +686,7 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
         "adapted": names[:3] + ["..."] if len(names) > 3 else names,
         "n_train_docs": len(train_docs),
         "n_val_docs": len(val_docs),
+        "n_edit_examples": len(edits or []),
         "init_from": {k: v for k, v in init.items() if k != "runs"} if init else None,
     }
     (out / "adapt_meta.json").write_text(json.dumps(meta, indent=1))
@@ -697,7 +751,7 @@ def train(a: argparse.Namespace, base=None, tok: Tokenizer | None = None, docs: 
 
     loader = None
     if a.workers:  # fresh streams seeded by the step (a resumed run draws new rows)
-        rows = _Rows(train_docs, tok, a, a.seed * 100_003 + counters["step"])
+        rows = _Rows(train_docs, tok, a, a.seed * 100_003 + counters["step"], edits)
         dl = torch.utils.data.DataLoader(
             rows,
             batch_size=None,

@@ -338,3 +338,39 @@ def test_torch_llama_matches_the_runtime_graph_on_the_base(tmp_path):
         lt = Llama.from_weights(cfg, w).eval()(torch.tensor([ids]), torch.arange(len(ids))[None])[0].numpy()
     lo, _ = onnx_decoder(cfg, w, tmp_path).forward(ids, range(len(ids)), causal_bias(0, len(ids)), None, 0)
     assert np.abs(lo - lt).max() < 1e-2
+
+
+def test_release_edits_as_holes(tiny_setup, tmp_path):
+    """--edit-data: release-edit examples become holes laid out as the runtime's next-edit request."""
+    from unmask.engine import release_edits
+
+    cfg, w, tok, docs = tiny_setup
+    before = docs[0]
+    after = before.replace("import os\n", "import os\nimport sys\n", 1).replace("return y\n", "return y - 1\n")
+    ex = release_edits.cut("m.py", before, after, 1)
+    assert ex["n_remaining"] >= 2
+    rng = random.Random(0)
+    for _ in range(6):
+        state = rng.getstate()
+        hole = adapt.make_edit_hole(ex, tok, rng, 200, 24)
+        rng.setstate(state)
+        r = rng.randrange(ex["n_remaining"])
+        prompt, new = release_edits.edit_prompt(ex, r)
+        assert prompt.startswith("# Recent edit:\n# +import sys\n")
+        heal = tok.decode(hole.mid[:-1])[: -len(new) or None]
+        assert tok.decode(hole.ctx) + heal == prompt and tok.decode(hole.mid[:-1]) == heal + new
+        assert hole.mid[-1] == tok.specials.eos
+    assert adapt.make_edit_hole(ex, tok, rng, 10, 24) is None  # a context that does not fit whole: no hole
+
+    d = tmp_path / "edits"
+    d.mkdir()
+    (d / "train-00000.jsonl").write_text(json.dumps(ex) + "\n")
+    (d / "heldout-00000.jsonl").write_text("not read\n")
+    a = run_args(tmp_path / "run", "--max-steps", "1", "--edit-data", str(d), "--edit-share", "1.0")
+    stream = adapt.RowStream(docs, tok, a, 0, [ex])
+    row = stream.row()
+    assert int(row["n_sup"]) > 0
+    assert "# Recent edit:" in tok.decode([int(t) for t in row["ids"][: int(row["n_tok"])]])
+    counters = adapt.train(a, (cfg, w), tok, docs)
+    assert counters["step"] == 1
+    assert json.loads((tmp_path / "run" / "adapt_meta.json").read_text())["n_edit_examples"] == 1
