@@ -621,3 +621,49 @@ def test_nothing_leaves_the_machine(tmp_path):
     text = trace.read_text()
     assert text.strip(), "strace recorded nothing"
     assert not outgoing(text), "outgoing connections:\n" + "\n".join(outgoing(text)[:20])
+
+
+# -- the playground's session endpoint --------------------------------------------------------
+class _Sessions:
+    """Stands in for the playground's server spawner: counts the sessions a POST would start."""
+
+    def __init__(self):
+        self.started = 0
+
+    def new(self) -> str:
+        self.started += 1
+        return "ws://127.0.0.1:1"
+
+
+def test_playground_session_endpoint_refuses_other_origins_and_hosts():
+    """A page on another site (simple POST, no preflight) or a rebound DNS name must not start or stop
+    the user's playground session; the playground page itself may."""
+    import http.client
+
+    from unmask.web.playground import Handler
+
+    sessions = _Sessions()
+    handler = type("H", (Handler,), {"sessions": sessions})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    port = httpd.server_address[1]
+    handler.origins = (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    def post(headers: dict) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/session", body=b"", headers=headers)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    try:
+        assert post({"Origin": "https://evil.example"}) == 403
+        assert post({"Origin": "null"}) == 403
+        assert post({"Host": f"rebound.example:{port}"}) == 403
+        assert sessions.started == 0
+        assert post({"Origin": f"http://127.0.0.1:{port}"}) == 200
+        assert post({"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"}) == 200
+        assert post({}) == 200  # no Origin: not a browser page (http.client sends the right Host)
+        assert sessions.started == 3
+    finally:
+        httpd.shutdown()

@@ -76,10 +76,17 @@ class Sessions:
 
 class Handler(SimpleHTTPRequestHandler):
     sessions: Sessions
+    origins: tuple[str, ...] = ()  # this page's own origins; a browser POST from any other is refused
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path.split("?")[0] != "/session":
             self.send_error(404)
+            return
+        # another site's page can send a simple POST here (no CORS preflight) and so stop the user's
+        # session; a rebound DNS name reaches 127.0.0.1 with a foreign Host: both are refused
+        origin, host = self.headers.get("Origin"), self.headers.get("Host", "")
+        if (origin is not None and origin not in self.origins) or f"http://{host}" not in self.origins:
+            self.send_error(403, "this page's origin only")
             return
         try:
             body, code = {"ws": self.sessions.new()}, 200
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = type("PlaygroundHandler", (Handler,), {"sessions": sessions})
     httpd = ThreadingHTTPServer((HOST, args.port), partial(handler, directory=str(DIST)))
     url = f"http://{HOST}:{httpd.server_address[1]}/"
-    for origin in (url.rstrip("/"), f"http://localhost:{httpd.server_address[1]}"):  # this page's origins only
+    handler.origins = (url.rstrip("/"), f"http://localhost:{httpd.server_address[1]}")  # this page's origins only
+    for origin in handler.origins:
         sessions.serve_args += ["--allow-origin", origin]
     print(f"unmask playground: {url}  (Ctrl+C stops it)", flush=True)
     if args.open:
