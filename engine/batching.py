@@ -1,16 +1,15 @@
-"""Many requests' model calls as one batched forward pass: padding of caches and new tokens.
+"""Many requests' model calls as one batched forward pass: their KV caches padded to one length.
 
 A shared engine serves several users at once; each request decodes on its own thread and asks
 the decoder for one call at a time (``encode``/``step``: new tokens over that request's KV
-cache). :func:`forward_many` runs a list of such calls together. Calls are grouped so that
-padding stays cheap (decode steps of one token with decode steps, short prefills together),
-and each group is one ONNX Runtime run over a batch:
+cache). :func:`forward_many` runs a list of such calls together. Calls of the same number of
+new tokens (at most ``PAD_ROWS``: decoding steps, a keystroke's few new tokens) form a group;
+a longer call (a prefill) runs alone. Each group is one ONNX Runtime run over a batch:
 
 * past caches of different lengths are right-aligned in a cache of the longest length (slot
   order does not matter: positions are rotated into the keys); the slots a request does not
   have are masked out by its attention bias (they hold zeros), and its new cache is a view of
   the batch's output (past and new tokens are adjacent there: no copy);
-* new tokens of different counts are padded at the end; padded rows see only themselves;
 * each request gets back exactly its own logits rows and its own cache (past + new), as if it
   had run alone. A group of one runs unpadded: the same call as without batching.
 
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 NEG = -1e9
-PAD_ROWS = 16  # calls of at most this many new tokens may be padded to each other freely
+PAD_ROWS = 16  # calls of at most this many new tokens are batched (with calls of the same count); longer ones run alone
 
 
 def _group(calls: list[tuple]) -> list[list[int]]:
@@ -62,9 +61,10 @@ def forward_many(decoder: Any, calls: list[tuple]) -> list[tuple]:
 
 def _padded(decoder: Any, calls: list[tuple]) -> list[tuple]:
     n_layer, n_kv, hd = decoder.n_layer, decoder.n_kv, decoder.head_dim
-    ts = [len(c[0]) for c in calls]
     ps = [0 if not c[3] else int(c[3][0][0].shape[2]) for c in calls]
-    B, T, P = len(calls), max(ts), max(ps)
+    T = len(calls[0][0])
+    assert all(len(c[0]) == T for c in calls), "a group's calls have the same number of new tokens"
+    B, P = len(calls), max(ps)
     lf = min(int(c[4]) for c in calls)
     ids = np.zeros((B, T), np.int64)
     pos = np.zeros((B, T), np.int64)
@@ -72,14 +72,12 @@ def _padded(decoder: Any, calls: list[tuple]) -> list[tuple]:
     past_k = [np.empty((B, n_kv, P, hd), np.float32) for _ in range(n_layer)]  # filled below
     past_v = [np.empty((B, n_kv, P, hd), np.float32) for _ in range(n_layer)]
     for b, (c_ids, c_pos, c_bias, c_past, _) in enumerate(calls):
-        t, p = ts[b], ps[b]
-        ids[b, :t] = np.asarray(c_ids, np.int64)
-        pos[b, :t] = np.asarray(list(c_pos), np.int64)
+        p = ps[b]
+        ids[b] = np.asarray(c_ids, np.int64)
+        pos[b] = np.asarray(list(c_pos), np.int64)
         cb = np.asarray(c_bias, np.float32)
-        bias[b, 0, :t, P - p : P] = cb[:, :p]
-        bias[b, 0, :t, P : P + t] = cb[:, p:]
-        for r in range(t, T):  # a padded row sees itself only (its output is dropped)
-            bias[b, 0, r, P + r] = 0.0
+        bias[b, 0, :, P - p : P] = cb[:, :p]
+        bias[b, 0, :, P:] = cb[:, p:]
         for i in range(n_layer):  # the slots this request does not have: zeros (masked out anyway)
             if p < P:
                 past_k[i][b, :, : P - p] = 0.0
@@ -94,7 +92,7 @@ def _padded(decoder: Any, calls: list[tuple]) -> list[tuple]:
     logits = res[0]
     results = []
     for b, c in enumerate(calls):
-        t, p, own_lf = ts[b], ps[b], int(c[4])
+        t, p, own_lf = T, ps[b], int(c[4])
         rows = logits[b, own_lf - lf : t - lf]
         present = [
             (res[1 + 2 * i][b : b + 1, :, P - p : P + t], res[2 + 2 * i][b : b + 1, :, P - p : P + t])

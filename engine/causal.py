@@ -278,7 +278,7 @@ class ContextCache:
         """Keep ``present`` for ``ids`` in ``ns``; entries it extends (prefixes of ``ids``) go."""
         key = tuple(ids)
         if any(k.base is not None for k, _ in present):  # a view of a batched run: keep only this request's part
-            present = [(np.ascontiguousarray(k).copy(), np.ascontiguousarray(v).copy()) for k, v in present]
+            present = [(np.array(k, order="C"), np.array(v, order="C")) for k, v in present]
         size = sum(k.nbytes + v.nbytes for k, v in present)
         with self.lock:
             for e in [e for e in self._entries if e[0] == ns and key[: len(e[1])] == e[1]]:
