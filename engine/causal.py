@@ -155,8 +155,12 @@ class OnnxDecoder:
     @classmethod
     def load(cls, runtime: Path, device: str = "auto", threads: int = 0) -> OnnxDecoder:
         """The decoder of a prepared runtime directory (its ``config.json`` gives the cache's shape)."""
-        c = json.loads((runtime / "config.json").read_text())["config"]
-        return cls(runtime / "model.onnx", c["n_layer"], c["n_kv_head"], c["d_model"] // c["n_head"], device, threads)
+        try:
+            c = json.loads((runtime / "config.json").read_text())["config"]
+            shape = c["n_layer"], c["n_kv_head"], c["d_model"] // c["n_head"]
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as e:
+            raise ModelError(f"cannot read {runtime / 'config.json'}: {e!r}. Delete {runtime} to rebuild it.") from e
+        return cls(runtime / "model.onnx", *shape, device, threads)
 
     def forward(self, ids, pos, bias, past, logits_from: int):
         """ids/pos (T,), bias (T, P+T), past [(k, v)] * layers or None -> (logits (T-from, V), present)."""
@@ -318,7 +322,10 @@ class CausalEngine:
         self.info, self.meta = info, info.meta
         rt = prepare_runtime(info)
         self.tokenizer_path = rt / "tokenizer.json"
-        self.tok = Tokenizer.from_file(self.tokenizer_path, specials=Specials(**self.meta["specials"]))
+        try:
+            self.tok = Tokenizer.from_file(self.tokenizer_path, specials=Specials(**self.meta["specials"]))
+        except Exception as e:  # the tokenizers library raises a bare Exception for a broken file
+            raise ModelError(f"cannot read {self.tokenizer_path}: {e}. Delete {rt} to rebuild it.") from e
         self.backend = OnnxDecoder.load(rt, **cfg)
         self.window = int(self.meta.get("window", 512))
         self.buckets = list(self.meta.get("buckets", [8, 16, 32, 64]))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .runtime import Backend, load_backend
+from .runtime import Backend, ModelError, load_backend
 from .sampler import denoise, span_tokens
 from .tokenizer import Tokenizer
 
@@ -60,6 +60,9 @@ class Prepared:
     key: tuple = field(default=(), repr=False)
 
 
+KINDS = (None, "denoiser", "causal-base")  # model.json "kind" values this version runs (None: the denoiser)
+
+
 def Engine(backend: dict | None = None, cache_size: int = 8, cache_mb: float = 128):  # noqa: N802 - used like a class
     """The engine for the model that ``backend`` (a tagged config, see ``runtime``) names.
 
@@ -79,7 +82,14 @@ def Engine(backend: dict | None = None, cache_size: int = 8, cache_mb: float = 1
         fallback = Engine(local, cache_size, cache_mb) if local is not None else None
         return RemoteEngine(cfg["url"], token=cfg.get("token"), fallback=fallback)
     info = ModelInfo.load(cfg.get("path"))
-    if info.meta.get("kind") == "causal-base":
+    kind = info.meta.get("kind")
+    if kind not in KINDS:
+        raise ModelError(
+            f"{info.path / 'model.json'} is a model of kind {kind!r}, which this version of unmask cannot run "
+            "(it runs 'causal-base' and 'denoiser' models): upgrade unmask, or point "
+            "modelPath/--model at another model"
+        )
+    if kind == "causal-base":
         from .causal import CausalEngine
 
         return CausalEngine(info, backend, cache_mb=cache_mb)
