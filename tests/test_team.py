@@ -436,24 +436,15 @@ async def test_lsp_server_with_engine_url_gives_the_in_process_items(team):
 
 @pytest.mark.slow
 def test_doctor_checks_the_team_engine(team):
-    env = dict(os.environ, UNMASK_ENGINE_TOKEN=TOKEN)
-    out = subprocess.run(
-        [sys.executable, "-m", "unmask.lsp.cli", "doctor", "--engine", team],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    def doctor(token: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "unmask.lsp.cli", "doctor", "--engine", team]
+        env = dict(os.environ, UNMASK_ENGINE_TOKEN=token)
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    out = doctor(TOKEN)
     assert re.search(r"\[ok  \] team engine reachable: .*model smollm2", out.stdout), out.stdout
     assert re.search(r"\[(ok  |warn)\] team engine round trip: .*ms warm", out.stdout), out.stdout
-    env["UNMASK_ENGINE_TOKEN"] = "wrong-token-wrong-token"
-    out = subprocess.run(
-        [sys.executable, "-m", "unmask.lsp.cli", "doctor", "--engine", team],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    out = doctor("wrong-token-wrong-token")
     assert out.returncode == 1 and re.search(r"\[FAIL\] team engine reachable: .*HTTP 401", out.stdout), out.stdout
 
 
