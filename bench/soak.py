@@ -78,6 +78,7 @@ class Report:
     rss_mb: dict = field(default_factory=dict)  # first_answer / baseline (after the warm-up) / peak / after
     threads: dict = field(default_factory=dict)  # baseline / peak / after (/proc tasks)
     py_threads: dict = field(default_factory=dict)  # baseline / after (unmask/stats)
+    cache_mb: dict = field(default_factory=dict)  # the engine's context KV caches, baseline / after (unmask/stats)
     open_after: dict = field(default_factory=dict)  # openRequests / modelJobs after the storm
     idle_cpu_pct: float = 0.0  # CPU used in the idle seconds after the storm
     exit_s: float | None = None  # shutdown + exit -> process gone
@@ -399,8 +400,10 @@ def storm(
     rep.rss_mb["baseline"] = round(rss_mb(pid), 1)
     rep.threads["baseline"] = n_threads(pid)
     rep.py_threads["baseline"] = base["threads"]
+    rep.cache_mb["baseline"] = base.get("contextCacheMb", 0.0)
     say(
-        f"baseline: RSS {rep.rss_mb['baseline']} MB, {rep.threads['baseline']} threads; "
+        f"baseline: RSS {rep.rss_mb['baseline']} MB (context caches {rep.cache_mb['baseline']} MB), "
+        f"{rep.threads['baseline']} threads; "
         f"storming {seconds:.0f} s at {rate}/s"
     )
     peak["rss"], peak["threads"] = rep.rss_mb["baseline"], rep.threads["baseline"]
@@ -446,6 +449,7 @@ def storm(
     rep.rss_mb.update(peak=round(max(peak["rss"], rss_mb(pid)), 1), after=round(rss_mb(pid), 1))
     rep.threads.update(peak=peak["threads"], after=n_threads(pid))
     rep.py_threads["after"] = after["threads"]
+    rep.cache_mb["after"] = after.get("contextCacheMb", 0.0)
     rep.open_after = {"openRequests": after["openRequests"], "modelJobs": after["modelJobs"]}
     rep.completions["modelCalls"] = after["modelCalls"] - base["modelCalls"]
     rep.next_edits["modelCalls"] = after["nextEditModelCalls"] - base["nextEditModelCalls"]

@@ -63,7 +63,7 @@ class Prepared:
 KINDS = (None, "denoiser", "causal-base")  # model.json "kind" values this version runs (None: the denoiser)
 
 
-def Engine(backend: dict | None = None, cache_size: int = 8, cache_mb: float = 128):  # noqa: N802 - used like a class
+def Engine(backend: dict | None = None, cache_size: int = 8, cache_mb: float = 96):  # noqa: N802 - used like a class
     """The engine for the model that ``backend`` (a tagged config, see ``runtime``) names.
 
     ``model.json``'s ``kind`` picks it: ``causal-base`` is the pretrained base over a cached

@@ -122,6 +122,7 @@ class Stats:
     open_requests: int = 0  # requests received and not answered yet (their handlers are running)
     model_jobs: int = 0  # model jobs and calls queued or running on the model thread
     threads: int = 0  # the server's Python threads
+    context_cache_mb: float = 0.0  # the engine's context KV caches (bounded: 96 MB in-process, least recently used out)
 
 
 @attrs.define

@@ -390,6 +390,8 @@ class UnmaskServer(LanguageServer):
         s.open_requests = sum(not f.done() for f in self.protocol._request_futures.values())
         s.model_jobs = self.worker.pending
         s.threads = threading.active_count()
+        cache = getattr(self.worker.engine, "_cache", None)
+        s.context_cache_mb = cache.as_dict()["mb"] if hasattr(cache, "as_dict") else 0.0
         return s
 
     def stop_work(self) -> None:
