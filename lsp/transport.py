@@ -159,6 +159,17 @@ def announce(kind: str, sockets: Iterable[Any], host: str, guard: Guard) -> str:
 
 
 # -- LSP framing (stdio and TCP) ---------------------------------------------------------------
+def handle(protocol: Any, body: bytes, error_handler: Any = None) -> None:
+    """One message's body to pygls' protocol, as pygls' readers do: a body that is not a message is
+    logged (and passed to ``error_handler``) and dropped."""
+    try:
+        protocol.handle_message(json.loads(body, object_hook=protocol.structure_message))
+    except Exception as exc:
+        log.exception("Unable to handle message")
+        if error_handler is not None:
+            error_handler(exc, JsonRpcException)
+
+
 async def read_messages(stop: Event, reader: Any, protocol: Any, error_handler: Any = None) -> None:
     """Read framed messages from ``reader`` and hand each to ``protocol`` until EOF or ``stop``.
 
@@ -199,12 +210,7 @@ async def read_messages(stop: Event, reader: Any, protocol: Any, error_handler: 
         body = await reader.readexactly(n) if n else b""
         if len(body) < n:  # EOF in the body
             break
-        try:
-            protocol.handle_message(json.loads(body, object_hook=protocol.structure_message))
-        except Exception as exc:
-            log.exception("Unable to handle message")
-            if error_handler is not None:
-                error_handler(exc, JsonRpcException)
+        handle(protocol, body, error_handler)
 
 
 class StdioReader(StdinAsyncReader):
@@ -446,12 +452,7 @@ async def read_websocket(stop: Event, websocket: Any, protocol: Any, error_handl
         except ConnectionClosed:
             log.info("the WebSocket client disconnected: shutting down")
             break
-        try:
-            protocol.handle_message(json.loads(data, object_hook=protocol.structure_message))
-        except Exception as exc:
-            log.exception("Unable to handle message")
-            if error_handler is not None:
-                error_handler(exc, JsonRpcException)
+        handle(protocol, data, error_handler)
     stop.set()
     await websocket.close()
 
