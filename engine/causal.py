@@ -296,9 +296,6 @@ class ContextCache:
             while self.max_bytes and self.bytes > self.max_bytes and len(self._entries) > 1:
                 self.bytes -= self._entries.popitem(last=False)[1][1]
                 self.evicted += 1
-            if self.per_ns <= 0:
-                self._entries.clear()
-                self.bytes = 0
 
     def as_dict(self) -> dict:
         with self.lock:

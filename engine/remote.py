@@ -199,7 +199,7 @@ class RemoteEngine:
             "comment": comment,
             "user": self.user,
             "doc": cache or "",
-            **{k: v for k, v in kw.items() if k in ("block", "block_steps", "oracle_lengths")},
+            **{k: v for k, v in kw.items() if k in ("block", "block_steps")},  # the rest are not on the wire
         }
         self.last_cache, self.last_engine = None, None
         got = 0
@@ -275,10 +275,10 @@ class RemoteEngine:
             d = _draft(row)
             d.ms = (time.perf_counter() - t0) * 1000  # the editor's wait, network included
             yield d
-        if not done:
+        if done:
+            resp.read()  # the terminating chunk: the connection is kept for the next request
+        else:
             self._drop()  # the stream ended early: the connection is not reusable
-        elif resp.read():  # the terminating chunk
-            pass
 
     def stream(self, prefix: str, suffix: str, bucket: int = LINE_BUCKET, **kw) -> Iterator[InfillDraft]:
         return self.stream_holes([prefix, suffix], [bucket], **kw)

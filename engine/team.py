@@ -332,7 +332,7 @@ class EngineCore:
 
         def run() -> list:
             now = time.perf_counter()  # queue wait = submitted -> the model thread starts the batch
-            live = [i for i, it in enumerate(items) if not self._abandoned(it[2] if len(it) > 2 else None)]
+            live = [i for i, (_, _, req) in enumerate(items) if not self._abandoned(req)]
             out: list = [Abandoned()] * len(items)
             if len(live) < len(items):
                 self.figures.drop(len(items) - len(live))
@@ -491,7 +491,7 @@ def build_app(
             self.forward.set_batch_wait_timeout_s(batch_wait_ms / 1000)
 
         @serve.batch(max_batch_size=DEFAULT_BATCH, batch_wait_timeout_s=DEFAULT_WAIT_MS / 1000)
-        async def forward(self, items: list[tuple[float, tuple]]) -> list[tuple]:
+        async def forward(self, items: list[tuple]) -> list:  # (queued at, call, request) triples
             return await self.core.run_batch(items)
 
         async def __call__(self, request: Request):
