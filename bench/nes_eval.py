@@ -2,6 +2,7 @@
 
     python bench/nes_eval.py                       # all 450 examples + 450 no-op cases
     python bench/nes_eval.py --limit 60 --json out.json
+    python bench/nes_eval.py --data data/release_edits --min-confidence 0.6   # tune on held-out release edits
 
 Scores (see ../shared/eval/nes/README.md): whole-file exact match after applying the
 predicted edits, per-hunk precision and recall (line diff current->target vs
@@ -33,9 +34,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "nes"
 
 
-def load(limit: int | None) -> list[dict]:
+def load(limit: int | None, data: Path | None = None) -> list[dict]:
+    """The evaluation set, or with ``data`` the held-out split of a release-edit folder
+    (:mod:`unmask.engine.release_edits`, same schema; one history length per change, the first
+    hunk, as in the evaluation set; ``target`` rebuilt): the split that tunes, never the set."""
     rows = []
-    for f in sorted(EVAL.glob("*.jsonl.gz")):
+    if data is not None:
+        from unmask.engine.release_edits import apply_remaining, iter_examples
+
+        for ex in iter_examples(data, "heldout"):
+            if ex["n_history"] == 1:
+                rows.append(ex | {"target": apply_remaining(ex["current"], ex["remaining"])})
+    for f in sorted(EVAL.glob("*.jsonl.gz")) if data is None else []:
         with gzip.open(f, "rt") as fh:
             rows += [json.loads(x) for x in fh]
     if limit and limit < len(rows):
@@ -83,10 +93,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=0, help="an even spread of N examples (0: all 450)")
     ap.add_argument("--model", default=None)
+    ap.add_argument(
+        "--data", type=Path, default=None, help="a release_edits diff folder: score its held-out split instead (tuning)"
+    )
     ap.add_argument("--budget-ms", type=float, default=250)
     ap.add_argument("--min-confidence", type=float, default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-noop", action="store_true")
+    ap.add_argument(
+        "--model-proposals",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask the model at the candidates the rules leave (default: model.json's next_edit.model_proposals)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-example results here")
     ap.add_argument("--write", action="store_true", help="store the numbers in the model's model.json and MODEL.md")
     nes.add_rule_flags(ap)
@@ -97,10 +116,14 @@ def main(argv: list[str] | None = None) -> None:
 
     eng = Engine(backend_config("onnx", args.model, args.threads))
     eng.warmup()
+    if args.write and args.data:
+        sys.exit("--write stores the evaluation set's figures: not with --data")
+    if args.model_proposals is not None:
+        eng.proposes_edits = args.model_proposals
     kw = {"budget_ms": args.budget_ms or None, **nes.rule_kwargs(args)}
     if args.min_confidence is not None:
         kw["min_confidence"] = args.min_confidence
-    rows = load(args.limit)
+    rows = load(args.limit, args.data)
     # the model runs once per case with the syntax gate off; the gated answer is the same edits
     # less nes.syntax_veto's, so both rows of the report come from one run
     gated_ms: list[float] = []

@@ -132,3 +132,34 @@ def test_doctor_says_the_same_and_the_server_serves_empty_then_recovers_after_th
     (rt / "tokenizer.json").write_bytes(good)  # fixed; a restart serves again
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and out.stdout.strip()
+
+
+def test_files_broken_under_a_running_server_do_not_stop_it(cache, tmp_path):
+    """The loaded model serves from memory: files truncated or replaced on disk while the server
+    runs (a cache cleanup, a half-finished copy) change nothing until the next start."""
+    gguf, rt = cache
+    from test_bad_input import Wire, complete, end_of, open_doc
+
+    text = "def add(a, b):\n    return "
+    w = Wire()
+    try:
+        for i in range(60):  # the model loads in the background: ask until it answers
+            open_doc(w, f"file:///tmp/unmask-faults/before{i}.py", text)
+            if complete(w, f"file:///tmp/unmask-faults/before{i}.py", *end_of(text))["result"]["items"]:
+                break
+        else:
+            pytest.fail("the model never answered")
+        truncated_onnx(gguf, rt)  # in place, as a half-finished copy leaves it
+        bad_tokenizer(gguf, rt)
+        bad_config(gguf, rt)
+        gguf.unlink()
+        for i in range(3):
+            uri = f"file:///tmp/unmask-faults/after{i}.py"
+            open_doc(w, uri, text)
+            items = complete(w, uri, *end_of(text))["result"]["items"]
+            assert items and items[0]["insertText"].startswith("    return ")
+        stats = w.request("unmask/stats", {}, timeout=30)["result"]
+        assert not stats.get("modelError")
+    finally:
+        w.close()
+    assert "Traceback" not in w.tail()
