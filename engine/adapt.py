@@ -75,7 +75,9 @@ remaining hunk of an example is the hole, its new text the middle, and the conte
 runtime's next-edit request up to that hole (the history as comments, then the file excerpts:
 ``release_edits.edit_prompt``, the same text ``CausalEngine.prepare_edit`` builds, with no
 suffix comments); an example whose context does not fit whole is skipped, as the runtime
-leaves such a hole out.
+leaves such a hole out. ``--edit-noop-share`` of these holes are lines the change leaves alone
+(the line below the cursor, or a line near a hunk to come) with the line itself as the middle,
+so the model learns to keep text where no edit is due as well as to carry an edit on.
 
 It knows the prompt layout and the training objective; decoding lives in the runtime.
 """
@@ -173,14 +175,42 @@ def make_hole(text: str, tok: Tokenizer, rng: random.Random, room: int, max_mid:
     return Hole(ctx, mid)
 
 
-def make_edit_hole(ex: dict, tok: Tokenizer, rng: random.Random, room: int, max_mid: int) -> Hole | None:
+def noop_line(ex: dict, rng: random.Random) -> dict | None:
+    """A line of ``ex["current"]`` that the change leaves alone, as a remaining "hunk" whose new text is
+    the line itself: the line below the cursor (the server's ``near`` candidate) or one within 12 lines
+    of a hunk to come; None when every such line is part of the change."""
+    lines = ex["current"].splitlines(keepends=True)
+    taken = {ex["cursor"]["line"]}
+    for r in ex["remaining"]:
+        taken |= set(range(r["start_line"], max(r["end_line"], r["start_line"] + 1)))
+    near = [ex["cursor"]["line"] + 1] if rng.random() < 0.5 else []
+    r = ex["remaining"][rng.randrange(len(ex["remaining"]))]["start_line"]
+    pool = near or list(range(r - 12, r + 13))
+    pool = [i for i in pool if 0 <= i < len(lines) and i not in taken and lines[i].strip()]
+    if not pool:
+        return None
+    i = rng.choice(pool)
+    return {"start_line": i, "end_line": i + 1, "old_text": lines[i], "new_text": lines[i]}
+
+
+def make_edit_hole(
+    ex: dict, tok: Tokenizer, rng: random.Random, room: int, max_mid: int, noop_share: float = 0.0
+) -> Hole | None:
     """A next-edit hole from a release-edit example (:mod:`unmask.engine.release_edits`): one of its
     remaining hunks, the context laid out as the runtime lays out a next-edit request (history as comments,
     the excerpts up to the hole: ``release_edits.edit_prompt``), the middle its new text; None when the
-    context does not fit ``room`` whole (the runtime leaves such a hole out) or is unusable."""
+    context does not fit ``room`` whole (the runtime leaves such a hole out) or is unusable. A share
+    ``noop_share`` of them is a line the change leaves alone (:func:`noop_line`), its middle the line as it
+    is: where no edit is due the model should keep the text, so the server's gate stays silent there."""
     from .release_edits import edit_prompt
 
-    got = edit_prompt(ex, rng.randrange(len(ex["remaining"])))
+    if noop_share and rng.random() < noop_share:
+        keep = noop_line(ex, rng)
+        if keep is None:
+            return None
+        got = edit_prompt(ex | {"remaining": [keep]}, 0)
+    else:
+        got = edit_prompt(ex, rng.randrange(len(ex["remaining"])))
     if got is None:
         return None
     before, new = got
@@ -370,7 +400,7 @@ class RowStream:
 
                 def mk(room, ex=ex, state=state):
                     self.rng.setstate(state)
-                    return make_edit_hole(ex, tok, self.rng, room, a.max_mid)
+                    return make_edit_hole(ex, tok, self.rng, room, a.max_mid, getattr(a, "edit_noop_share", 0.0))
             else:
                 text = self.sampler.sample()
                 lines = text.splitlines(keepends=True) or [text]
@@ -548,7 +578,7 @@ class _Rows(torch.utils.data.IterableDataset):
 RECIPE_KEYS = (
     "lora_r", "lora_alpha", "lora_targets", "top_k", "row_len", "max_ctx", "max_mid", "views",
     "complementary", "eps", "block_weights", "window_chars", "lr", "warmup", "schedule", "accum", "rows",
-    "weight_decay", "seed", "val_holes", "edit_data", "edit_share",
+    "weight_decay", "seed", "val_holes", "edit_data", "edit_share", "edit_noop_share",
 )  # fmt: skip
 
 
@@ -588,6 +618,9 @@ def parse_train(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--init-from", type=Path, default=None, help="an `export`ed model directory to start from")
     ap.add_argument("--edit-data", default=None, help="a release_edits `diff` folder: its train split as next edits")
     ap.add_argument("--edit-share", type=float, default=0.2, help="share of holes from --edit-data")
+    ap.add_argument(
+        "--edit-noop-share", type=float, default=0.25, help="share of those holes at a line the edit leaves alone"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     ap.add_argument("--seed", type=int, default=0)

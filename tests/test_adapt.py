@@ -362,6 +362,21 @@ def test_release_edits_as_holes(tiny_setup, tmp_path):
         assert hole.mid[-1] == tok.specials.eos
     assert adapt.make_edit_hole(ex, tok, rng, 10, 24) is None  # a context that does not fit whole: no hole
 
+    # no-op holes: a line the change leaves alone, to be kept as it is
+    lines = ex["current"].splitlines(keepends=True)
+    changed = {ex["cursor"]["line"]} | {r["start_line"] for r in ex["remaining"]}
+    kept = set()
+    for _ in range(20):
+        hole = adapt.make_edit_hole(ex, tok, rng, 400, 24, noop_share=1.0)
+        if hole is None:
+            continue
+        mid = tok.decode(hole.mid[:-1])
+        ctx = tok.decode(hole.ctx)
+        assert ctx.startswith("# Recent edit:\n# +import sys\n")
+        line = next(i for i, ln in enumerate(lines) if i not in changed and (ctx + mid).endswith(ln) and ln.strip())
+        kept.add(line)
+    assert kept and not kept & changed
+
     d = tmp_path / "edits"
     d.mkdir()
     (d / "train-00000.jsonl").write_text(json.dumps(ex) + "\n")
