@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from . import languages, ts
 
 ENCODINGS = ("utf-16", "utf-8", "utf-32")
+MAX_CHANGES = 256  # byte changes kept for readers catching up incrementally (ParsedDocument.changes_since)
 _BREAK = re.compile(rb"\r\n?|\n")  # LSP's end-of-line sequences: \n, \r\n, \r
 
 
@@ -91,6 +92,10 @@ class ParsedDocument:
         self.language = language if language in languages.LANGUAGES else None
         self.version = version
         self.edits: deque[EditRecord] = deque(maxlen=max_edits)
+        # (start, old end, new end) of each byte edit, and (start, end, end) of each range a re-parse found
+        # changed in structure; ``changes`` counts them all (see changes_since)
+        self._changes: deque[tuple[int, int, int]] = deque(maxlen=MAX_CHANGES)
+        self.changes = 0
         self.parse_ms = 0.0  # the last parse (full or incremental)
         self._parser = languages.new_parser(self.language) if self.language else None
         if self.language:
@@ -144,13 +149,15 @@ class ParsedDocument:
     def line_text(self, line: int) -> str:
         return self.line_bytes(line).decode("utf-8", "replace")
 
-    def lines_text(self, first: int, last: int) -> str:
-        """Lines [first, last] (inclusive) with the line endings between them, without the last one's."""
+    def lines_text(self, first: int, last: int, lo: int = 0, hi: int | None = None) -> str:
+        """Lines [first, last] (inclusive) with the line endings between them, without the last one's; only
+        their bytes in [lo, hi) when given (a window around the cursor, for very long lines)."""
         first = max(first, 0)
         last = min(last, len(self._starts) - 1)
         if last < first:
             return ""
-        return self.src[self._starts[first] : self._line_end(last)].decode("utf-8", "replace")
+        a, b = max(self._starts[first], lo), self._line_end(last) if hi is None else min(self._line_end(last), hi)
+        return self.src[a:b].decode("utf-8", "replace") if a < b else ""
 
     # -- positions ------------------------------------------------------------------------
     def offset_at(self, line: int, character: int, encoding: str = "utf-16") -> int:
@@ -224,6 +231,7 @@ class ParsedDocument:
         i, j = bisect.bisect_left(starts, a, 1), bisect.bisect_right(starts, b)  # 0 stays
         starts[i:] = _line_starts(src, a, a + len(new)) + [x + len(new) - (b - a) for x in starts[j:]]
         self.src, self._text = src, None
+        self._log(a, b, a + len(new))
         self.version = version if version is not None else self.version + 1
         line = bisect.bisect_right(starts, a) - 1
         end_line = bisect.bisect_right(starts, a + len(new)) - 1
@@ -231,8 +239,9 @@ class ParsedDocument:
 
     def replace_text(self, text: str, version: int | None = None) -> None:
         """A full-document change (no range): full re-parse."""
-        old = self.text
+        old, old_len = self.text, len(self.src)
         self._set(_utf8(text))
+        self._log(0, old_len, len(self.src))
         text = self.text
         self._tree, self._dirty = None, False
         self._parse()
@@ -246,6 +255,21 @@ class ParsedDocument:
             while j < min(len(a), len(b)) - i and a[-1 - j] == b[-1 - j]:
                 j += 1
             self._record(i, max(i, len(b) - 1 - j), "\n".join(a[i : len(a) - j]), "\n".join(b[i : len(b) - j]))
+
+    def _log(self, start: int, old_end: int, new_end: int) -> None:
+        self._changes.append((start, old_end, new_end))
+        self.changes += 1
+
+    def changes_since(self, count: int) -> list[tuple[int, int, int]] | None:
+        """The byte changes logged after the first ``count`` (``changes`` read earlier), oldest first, each
+        ``(start, old end, new end)`` in the text as it was just before it; None when some were forgotten.
+
+        Read it after :attr:`tree`: a re-parse logs the ranges whose syntax changed (``Tree.changed_ranges``).
+        """
+        k = self.changes - count
+        if k < 0 or k > len(self._changes):
+            return None
+        return list(self._changes)[len(self._changes) - k :]
 
     def _record(self, line: int, end_line: int, old: str, new: str) -> None:
         now = time.monotonic()
@@ -266,7 +290,11 @@ class ParsedDocument:
         if self._parser is None:
             return
         t = time.perf_counter()
-        self._tree = ts.parse(self._parser, self.src, self._tree if self._dirty else None)
+        old = self._tree if self._dirty else None
+        self._tree = ts.parse(self._parser, self.src, old)
+        if old is not None:
+            for r in old.changed_ranges(self._tree):
+                self._log(r.start_byte, r.end_byte, r.end_byte)
         self._dirty = False
         self.parse_ms = (time.perf_counter() - t) * 1e3
 

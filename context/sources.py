@@ -24,6 +24,9 @@ edited; the index never holds such files, and ``similar`` reads only indexed fil
 Similarity is Jaccard over identifier sets of 20-line windows (as in Copilot's
 neighbouring-tabs snippets). Names near the cursor are found with a regex, not the tree:
 it is cheaper, also sees annotations and attributes, and the index lookup drops the noise.
+The lines near the cursor are read at most :data:`NEAR_BYTES` either side of it, and the current
+document's own tags are updated per edit (:mod:`.doctags`), so no request reads the whole file
+(a minified file is one line of megabytes).
 
 It knows documents, the index and scoring; it knows nothing about token budgets (the
 packer), the model or LSP types.
@@ -40,10 +43,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import languages, ts
+from .doctags import DocumentTags
 from .document import EditRecord, ParsedDocument
 from .index import is_secret
 from .spans import SpanChoice
-from .tags import FileTags, extract_tags, header_of
+from .tags import header_of
 
 if TYPE_CHECKING:
     from .index import WorkspaceIndex
@@ -55,6 +59,8 @@ WINDOW, STRIDE = 20, 10
 MAX_SIMILAR_BYTES = 200_000  # larger files are not scanned for similar windows
 BUILD_MS = 1.5  # per request and source: time spent windowing files not yet cached (the rest waits)
 MAX_DEFS_PER_NAME = 40  # a name defined more often than this (get, run, __init__) says little
+NEAR_BYTES = 8192  # the lines near the cursor are read only this far from it (minified code: one 2 MB line)
+MAX_WORD = 256  # bytes before the cursor searched for the word being typed
 
 
 @dataclass
@@ -98,12 +104,18 @@ class Request:
         """Identifiers near the cursor, weighted by closeness (1 on the cursor line)."""
         if self._near is None:
             w: dict[str, float] = {}
+            lo, hi = self.near_bytes
             for i in range(max(0, self.line - 30), min(self.doc.line_count, self.line + 10)):
                 weight = 1.0 / (1.0 + abs(i - self.line) / 4.0)
-                for name in IDENT.findall(self.doc.line_text(i)):
+                for name in IDENT.findall(self.doc.lines_text(i, i, lo, hi)):
                     w[name] = min(2.0, w.get(name, 0.0) + weight)
             self._near = w
         return self._near
+
+    @property
+    def near_bytes(self) -> tuple[int, int]:
+        """The bytes around the cursor that the sources read lines from: :data:`NEAR_BYTES` each side."""
+        return self.offset - NEAR_BYTES, self.offset + NEAR_BYTES
 
     def is_visible(self, path: str, line: int, end_line: int) -> bool:
         return path == self.rel and line <= self.visible[1] and end_line >= self.visible[0]
@@ -113,19 +125,13 @@ class Request:
 _doc_tags: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def document_tags(doc: ParsedDocument, rel: str = "") -> FileTags:
-    """Tags of an open document's current text, cached per version."""
+def document_tags(doc: ParsedDocument) -> DocumentTags:
+    """Tags of an open document's current text, brought up to date incrementally (:mod:`.doctags`)."""
     got = _doc_tags.get(doc)
-    if got is None or got[0] != doc.version:
-        tree = doc.tree
-        tags = (
-            extract_tags(doc.language, doc.src, tree, rel or doc.path)
-            if tree is not None
-            else FileTags((), frozenset(), ())
-        )
-        got = (doc.version, tags)
-        _doc_tags[doc] = got
-    return got[1]
+    if got is None:
+        got = _doc_tags[doc] = DocumentTags()
+    got.refresh(doc)
+    return got
 
 
 def private(req: Request, path: str) -> bool:
@@ -156,7 +162,7 @@ def scope(req: Request) -> list[Piece]:
     # On a blank line past the end of an indented body, the body's node ends before the
     # cursor: probe at the last code before it, and keep nodes indented less than the cursor.
     src, off = req.doc.src, req.offset
-    probe = len(src[:off].rstrip()) or off
+    probe = _code_end(src, off) or off
     col = off - req.doc.line_start(req.line)
     caps = ts.captures(q, tree.root_node, max(0, min(probe, off) - 1), off + 1)
     nodes = [
@@ -184,14 +190,23 @@ def scope(req: Request) -> list[Piece]:
     return out
 
 
+def _code_end(src: bytes, off: int, step: int = 4096) -> int:
+    """``len(src[:off].rstrip())``, reading back from ``off`` a step at a time instead of copying the prefix."""
+    while off > 0:
+        a = max(0, off - step)
+        kept = src[a:off].rstrip()
+        if kept:
+            return a + len(kept)
+        off = a
+    return 0
+
+
 def definitions(req: Request) -> list[Piece]:
     ix = req.index
     if ix is None:
-        tags = document_tags(req.doc, req.rel)
-        by_name: dict[str, list] = {}
-        for d in tags.definitions:
-            by_name.setdefault(d.name, []).append(d)
-        lookup: Callable[[str], list] = lambda n: by_name.get(n, [])  # noqa: E731
+        tags = document_tags(req.doc)
+        path = req.rel or req.doc.path
+        lookup: Callable[[str], list] = lambda n: tags.lookup(n, path)  # noqa: E731
         imported: frozenset[str] = frozenset()
     else:
         lookup = ix.definitions
@@ -199,9 +214,9 @@ def definitions(req: Request) -> list[Piece]:
             imported = ix.imported_files(req.rel)
         else:
             lang = req.doc.language or ""
-            imported = ix.imported_files_of(lang, document_tags(req.doc, req.rel).imports, req.rel)
+            imported = ix.imported_files_of(lang, document_tags(req.doc).imports, req.rel)
     names = dict(req.near_names)
-    before = req.doc.line_text(req.line)[: max(0, req.offset - req.doc.line_start(req.line))]
+    before = req.doc.lines_text(req.line, req.line, req.offset - MAX_WORD, req.offset)
     m = _WORD_END.search(before)
     if m and len(m.group()) >= 2 and ix is not None:
         for n in ix.names_with_prefix(m.group(), 8):
@@ -309,7 +324,7 @@ def _best_window(req: Request, query: frozenset[str], key: tuple, text_fn, deadl
 
 
 def _query_set(req: Request) -> frozenset[str]:
-    return frozenset(IDENT.findall(req.doc.lines_text(req.line - WINDOW + 2, req.line + 1)))
+    return frozenset(IDENT.findall(req.doc.lines_text(req.line - WINDOW + 2, req.line + 1, *req.near_bytes)))
 
 
 def open_documents(req: Request) -> list[Piece]:

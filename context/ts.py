@@ -47,13 +47,20 @@ def parse(parser: _ts.Parser, source: bytes, old_tree: _ts.Tree | None = None) -
 
 
 def matches(
-    query: _ts.Query, node: _ts.Node, start_byte: int | None = None, end_byte: int | None = None
+    query: _ts.Query,
+    node: _ts.Node,
+    start_byte: int | None = None,
+    end_byte: int | None = None,
+    max_depth: int | None = None,
 ) -> Iterator[dict]:
-    """Yield each match as ``{capture name: [nodes]}``; optionally only matches touching [start, end)."""
+    """Yield each match as ``{capture name: [nodes]}``; optionally only matches touching [start, end), and
+    (0.25+; older bindings ignore it) only matches whose first node is at most ``max_depth`` below ``node``."""
     if _HAS_CURSOR:
         cur = _ts.QueryCursor(query)
         if start_byte is not None:
             cur.set_byte_range(start_byte, end_byte if end_byte is not None else start_byte + 1)
+        if max_depth is not None:
+            cur.set_max_start_depth(max_depth)
         for _, caps in cur.matches(node):
             yield caps
         return
