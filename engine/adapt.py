@@ -77,7 +77,10 @@ runtime's next-edit request up to that hole (the history as comments, then the f
 suffix comments); an example whose context does not fit whole is skipped, as the runtime
 leaves such a hole out. ``--edit-noop-share`` of these holes are lines the change leaves alone
 (the line below the cursor, or a line near a hunk to come) with the line itself as the middle,
-so the model learns to keep text where no edit is due as well as to carry an edit on.
+so the model learns to keep text where no edit is due as well as to carry an edit on. A next-edit
+hole is trained at one block size, drawn by ``--edit-block-weights`` (default B=1 only: the runtime
+decodes a proposal token by token and gates it on teacher-forced log-probabilities, so every
+supervised token of an edit hole goes to that path).
 
 It knows the prompt layout and the training objective; decoding lives in the runtime.
 """
@@ -377,6 +380,7 @@ class RowStream:
         self.sampler = WindowSampler(docs, chars=a.window_chars, seed=seed)
         self.rng = random.Random(seed * 7919 + 1)
         self.weights = tuple(float(x) for x in a.block_weights.split(","))
+        self.edit_weights = tuple(float(x) for x in getattr(a, "edit_block_weights", "1,0,0,0,0").split(","))
 
     def state(self) -> dict:
         return {"sampler": self.sampler.rng.getstate(), "rng": self.rng.getstate()}
@@ -395,6 +399,7 @@ class RowStream:
                 break
             sizes = pick_sizes(self.rng, a.views, self.weights)
             if self.edits and self.rng.random() < getattr(a, "edit_share", 0.0):
+                sizes = pick_sizes(self.rng, 1, self.edit_weights)
                 ex = self.edits[self.rng.randrange(len(self.edits))]
                 state = self.rng.getstate()  # the same hunk again if the context must shrink
 
@@ -578,7 +583,7 @@ class _Rows(torch.utils.data.IterableDataset):
 RECIPE_KEYS = (
     "lora_r", "lora_alpha", "lora_targets", "top_k", "row_len", "max_ctx", "max_mid", "views",
     "complementary", "eps", "block_weights", "window_chars", "lr", "warmup", "schedule", "accum", "rows",
-    "weight_decay", "seed", "val_holes", "edit_data", "edit_share", "edit_noop_share",
+    "weight_decay", "seed", "val_holes", "edit_data", "edit_share", "edit_noop_share", "edit_block_weights",
 )  # fmt: skip
 
 
@@ -620,6 +625,12 @@ def parse_train(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--edit-share", type=float, default=0.2, help="share of holes from --edit-data")
     ap.add_argument(
         "--edit-noop-share", type=float, default=0.25, help="share of those holes at a line the edit leaves alone"
+    )
+    ap.add_argument(
+        "--edit-block-weights",
+        default="1,0,0,0,0",
+        help=f"one block size per next-edit hole, drawn by these weights for B in {BLOCK_SIZES} (the runtime decodes "
+        "and scores proposals token by token: B=1)",
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")

@@ -385,6 +385,7 @@ def test_release_edits_as_holes(tiny_setup, tmp_path):
     stream = adapt.RowStream(docs, tok, a, 0, [ex])
     row = stream.row()
     assert int(row["n_sup"]) > 0
+    assert row["n_mid"][0] > 0 and not row["n_mid"][1:].any()  # edit holes train the runtime's path: B=1 only
     assert "# Recent edit:" in tok.decode([int(t) for t in row["ids"][: int(row["n_tok"])]])
     counters = adapt.train(a, (cfg, w), tok, docs)
     assert counters["step"] == 1
