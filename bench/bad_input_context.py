@@ -33,19 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpuinfo import cpu_flags  # bench/ is on sys.path when a bench script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 NORMAL = ROOT / "context" / "sources.py"
-
-
-def cpu_flags() -> str:
-    import re
-
-    try:
-        flags = set(re.search(r"flags\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).split())
-    except (OSError, AttributeError):
-        return "unknown"
-    keep = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
-    return " ".join(f for f in keep if f in flags) or "none of avx2/avx512/amx"
 
 
 def documents() -> dict[str, tuple[str, str, tuple[int, int] | None]]:

@@ -18,25 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from cpuinfo import cpu_flags  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def cpu_flags() -> str:
-    try:
-        flags = set(re.search(r"flags\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).split())
-    except (OSError, AttributeError):
-        return "unknown"
-    keep = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
-    return " ".join(f for f in keep if f in flags) or "none of avx2/avx512/amx"
 
 
 def main(argv: list[str] | None = None) -> None:

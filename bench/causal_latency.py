@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--blocks", default="2,4,8,16")
     args = ap.parse_args(argv)
 
-    from block_steps import cpu_flags
+    from cpuinfo import cpu_flags
 
     from unmask.engine.causal import OnnxDecoder, causal_bias, prepare_runtime
     from unmask.engine.runtime import ModelInfo

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cpuinfo import cpu_flags  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [
@@ -45,15 +46,6 @@ FILES = [
     "lsp/server.py",
     "context/pack.py",
 ]
-
-
-def cpu_flags() -> str:
-    try:
-        flags = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split()
-    except (OSError, AttributeError):
-        return "unknown"
-    keep = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile"]
-    return " ".join(f for f in keep if f in flags)
 
 
 def regions(n: int, seed: int) -> list[tuple[str, str, str]]:
