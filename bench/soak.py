@@ -29,9 +29,10 @@ Checked, each one a line of the report and a key of :class:`Report`:
   log file or stderr, no error ``window/logMessage``;
 * **memory and leftovers**: RSS (``/proc/PID/status`` VmRSS) at the first answer, after a warm-up
   storm (``--warmup`` seconds: the baseline, with the bounded caches filled), at its peak, and after
-  the storm; the server's threads (``/proc/PID/task``, and Python's from ``unmask/stats``) and
-  its open requests and model jobs (``unmask/stats``) back at their baseline; CPU used while idle
-  after the storm (a busy loop would show);
+  the storm (the baseline and after alike: once the work has settled and the server has idled 3 s,
+  so both come after its idle heap trim); the server's threads (``/proc/PID/task``, and Python's
+  from ``unmask/stats``) and its open requests and model jobs (``unmask/stats``) back at their
+  baseline; CPU used while idle after the storm (a busy loop would show);
 * **exit**: ``shutdown`` + ``exit`` end the process, timed.
 
 It knows LSP framing, the server's methods and ``/proc``; it knows nothing of the model.
@@ -55,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTENT_MODIFIED, REQUEST_CANCELLED = -32801, -32800
 URI = "file:///tmp/unmask-soak/typed.py"
 TICK = os.sysconf("SC_CLK_TCK")
+IDLE_S = 3.0  # idle seconds before the baseline and after the storm (RSS, CPU): the server trims its heap after 1 s
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Report:
     threads: dict = field(default_factory=dict)  # baseline / peak / after (/proc tasks)
     py_threads: dict = field(default_factory=dict)  # baseline / after (unmask/stats)
     cache_mb: dict = field(default_factory=dict)  # the engine's context KV caches, baseline / after (unmask/stats)
+    memory_releases: int = 0  # the server's idle returns of free heap memory to the OS, over the whole run
     open_after: dict = field(default_factory=dict)  # openRequests / modelJobs after the storm
     idle_cpu_pct: float = 0.0  # CPU used in the idle seconds after the storm
     exit_s: float | None = None  # shutdown + exit -> process gone
@@ -395,7 +398,8 @@ def storm(
     if warmup:
         say(f"first answer: RSS {rep.rss_mb['first_answer']} MB; warming up {warmup:.0f} s")
         type_for(warmup)
-    time.sleep(2.0)
+    settle(w, pid, n_threads(pid))  # measured as after the storm: the warm-up's work done, then idle
+    time.sleep(IDLE_S)
     base = w.call("unmask/stats", {})["result"]
     rep.rss_mb["baseline"] = round(rss_mb(pid), 1)
     rep.threads["baseline"] = n_threads(pid)
@@ -434,15 +438,9 @@ def storm(
     rep.drafts = w.drafts
 
     # leftovers, once things settle
-    deadline = time.monotonic() + 15
-    while True:
-        after = w.call("unmask/stats", {})["result"]
-        settled = not after["openRequests"] and not after["modelJobs"] and n_threads(pid) <= rep.threads["baseline"]
-        if settled or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    settle(w, pid, rep.threads["baseline"])
     c0, t_idle = cpu_s(pid), time.perf_counter()
-    time.sleep(3.0)
+    time.sleep(IDLE_S)
     rep.idle_cpu_pct = round(100 * (cpu_s(pid) - c0) / (time.perf_counter() - t_idle), 1)
     after = w.call("unmask/stats", {})["result"]
     rep.alive = w.proc.poll() is None
@@ -450,6 +448,7 @@ def storm(
     rep.threads.update(peak=peak["threads"], after=n_threads(pid))
     rep.py_threads["after"] = after["threads"]
     rep.cache_mb["after"] = after.get("contextCacheMb", 0.0)
+    rep.memory_releases = after.get("memoryReleases", 0)
     rep.open_after = {"openRequests": after["openRequests"], "modelJobs": after["modelJobs"]}
     rep.completions["modelCalls"] = after["modelCalls"] - base["modelCalls"]
     rep.next_edits["modelCalls"] = after["nextEditModelCalls"] - base["nextEditModelCalls"]
@@ -468,6 +467,18 @@ def storm(
     rep.log_problems = [ln[:300] for ln in (logged + b"".join(w.stderr).decode("utf-8", "replace")).splitlines()
                         if "Traceback" in ln or " ERROR " in ln or " CRITICAL " in ln] + w.log_errors  # fmt: skip
     return rep
+
+
+def settle(w: Wire, pid: int, threads: int, timeout: float = 15.0) -> None:
+    """Wait (at most ``timeout`` s) until no request or model job is open and the threads are back to ``threads``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = w.call("unmask/stats", {})["result"]
+        if not s["openRequests"] and not s["modelJobs"] and n_threads(pid) <= threads:
+            return
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
 
 
 def _judge(rep: Report, asked: dict, answer: tuple[dict, float], latencies: list[float]) -> None:

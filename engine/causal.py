@@ -162,7 +162,7 @@ class OnnxDecoder:
             raise ModelError(f"cannot read {runtime / 'config.json'}: {e!r}. Delete {runtime} to rebuild it.") from e
         return cls(runtime / "model.onnx", *shape, device, threads)
 
-    def forward(self, ids, pos, bias, past, logits_from: int):
+    def forward(self, ids, pos, bias, past, logits_from: int, run_options=None):
         """ids/pos (T,), bias (T, P+T), past [(k, v)] * layers or None -> (logits (T-from, V), present)."""
         feed = {
             "input_ids": np.asarray(ids, np.int64)[None],
@@ -173,8 +173,18 @@ class OnnxDecoder:
         for i in range(self.n_layer):
             k, v = past[i] if past else (self.empty, self.empty)
             feed[f"past_k.{i}"], feed[f"past_v.{i}"] = k, v
-        out = self.sess.run(None, feed)
+        out = self.sess.run(None, feed, run_options)
         return out[0][0], [(out[1 + 2 * i], out[2 + 2 * i]) for i in range(self.n_layer)]
+
+    def release_memory(self) -> None:
+        """Hand the unused regions of ONNX Runtime's CPU memory arena back to malloc: a one-token run that
+        shrinks the arena. The arena keeps every region it grew by (doubling: a 64 MB one came early in a
+        typing storm) until a run asks it to shrink (RELIABILITY.md, Typing storm). Takes 10-70 ms."""
+        import onnxruntime as ort
+
+        opts = ort.RunOptions()
+        opts.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self.forward([0], [0], np.zeros((1, 1), np.float32), None, 0, opts)
 
     # the names TimedBackend times: a prefill is an "encode", a decode call a "step"
     def encode(self, ids, pos, bias, past, logits_from):

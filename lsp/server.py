@@ -67,7 +67,7 @@ from .completer import Completer, Request, Stale, Superseded
 from .next_edit import EditRequest, NextEditor
 from .repo import RepoContext, tree_outline, uri_path
 from .timings import Timings
-from .worker import ModelWorker
+from .worker import ModelWorker, one_malloc_arena
 
 log = logging.getLogger("unmask.lsp")
 ENGINE_RETRY_S = 10.0  # an unreachable team engine is tried again this often (without a local fallback)
@@ -392,6 +392,7 @@ class UnmaskServer(LanguageServer):
         s.threads = threading.active_count()
         cache = getattr(self.worker.engine, "_cache", None)
         s.context_cache_mb = cache.as_dict()["mb"] if hasattr(cache, "as_dict") else 0.0
+        s.memory_releases = self.worker.releases
         return s
 
     def stop_work(self) -> None:
@@ -496,6 +497,7 @@ def build(worker: ModelWorker, model_flag: str | None = None) -> UnmaskServer:
     def initialize(ls: UnmaskServer, params: types.InitializeParams) -> None:
         """Adopt the event loop and the client's initializationOptions."""
         ls.loop = asyncio.get_running_loop()
+        ls.worker.release_when_idle(ls.loop)
         for fut in ls._pending_loads:
             ls.watch_load(fut)
         ls._pending_loads.clear()
@@ -794,6 +796,7 @@ def listen_on(args: argparse.Namespace) -> tuple[str, int, transport.Guard] | No
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     where = listen_on(args)  # before anything loads: unsafe settings stop here
+    one_malloc_arena()  # before any thread starts (lsp/worker.py)
     worker = ModelWorker(backend_config(args.backend, threads=args.threads))
     server = build(worker, args.model)
     if args.engine:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from unmask.engine.infill import BLOCK_BUCKET, LINE_BUCKET
-from unmask.lsp import config, convert
+from unmask.lsp import config, convert, worker
 from unmask.lsp import protocol as ext
 from unmask.lsp.shape import Suggestion, automatic_allowed, choose_span, shape
 
@@ -191,3 +194,41 @@ def test_timings_ring():
     assert [x.request_id for x in got] == [1, 2] and [x.outcome for x in got] == ["error", "empty"]
     assert got[0].stages["parse"] == 1.5 and got[0].stages["serialize"] == 0.25 and got[0].stages["server"] >= 0
     assert [x.request_id for x in t.recent(1)] == [2]
+
+
+# -- memory ---------------------------------------------------------------------------------------
+def test_model_thread_returns_free_memory_when_idle_and_while_busy(monkeypatch):
+    """Once IDLE_RELEASE_S after the last work (none without work since), the backend's runtime memory and
+    the heap's free pages go back; between jobs, while the model thread stays busy for BUSY_RELEASE_S, the
+    heap's free pages only (RELIABILITY.md, Typing storm)."""
+    trims: list[int] = []
+    shrinks: list[int] = []
+
+    class Engine:
+        backend = worker.TimedBackend(
+            type("Backend", (), {"name": "fake", "release_memory": lambda self: shrinks.append(1)})()
+        )
+
+    monkeypatch.setattr(worker, "_malloc_trim", lambda pad: trims.append(pad) or 1)
+    monkeypatch.setattr(worker, "IDLE_RELEASE_S", 0.05)
+    monkeypatch.setattr(worker, "BUSY_RELEASE_S", 60.0)
+
+    async def run() -> None:
+        w = worker.ModelWorker()
+        w.engine = Engine()  # calls only: no model needed
+        w.release_when_idle(asyncio.get_running_loop())
+        for _ in range(3):  # back to back: one release, after the last
+            await asyncio.wrap_future(w.call(worker.Call(lambda eng: None)))
+        await asyncio.sleep(0.4)
+        assert (trims, w.releases, len(shrinks)) == ([0], 1, 1)
+        await asyncio.sleep(0.2)
+        assert w.releases == 1  # idle without work: nothing more
+        monkeypatch.setattr(worker, "BUSY_RELEASE_S", 0.0)
+        futs = [w.call(worker.Call(lambda eng: time.sleep(0.01))) for _ in range(3)]
+        await asyncio.wrap_future(futs[-1])
+        await asyncio.sleep(0.2)
+        assert w.releases >= 1 + 3  # and one after each of the three (queued behind the work)
+        assert len(shrinks) <= 2  # the runtime's only when idle (once more after the three)
+        w.close()
+
+    asyncio.run(run())
