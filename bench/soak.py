@@ -29,10 +29,10 @@ Checked, each one a line of the report and a key of :class:`Report`:
   log file or stderr, no error ``window/logMessage``;
 * **memory and leftovers**: RSS (``/proc/PID/status`` VmRSS) at the first answer, after a warm-up
   storm (``--warmup`` seconds: the baseline, with the bounded caches filled), at its peak, and after
-  the storm (the baseline and after alike: once the work has settled and the server has idled 3 s,
-  so both come after its idle heap trim); the server's threads (``/proc/PID/task``, and Python's
-  from ``unmask/stats``) and its open requests and model jobs (``unmask/stats``) back at their
-  baseline; CPU used while idle after the storm (a busy loop would show);
+  the storm (the baseline and after alike: once the work has settled and the server has idled
+  ``IDLE_S``, so both come after its idle heap trim and arena release); the server's threads
+  (``/proc/PID/task``, and Python's from ``unmask/stats``) and its open requests and model jobs
+  (``unmask/stats``) back at their baseline; CPU used while idle after the storm (a busy loop would show);
 * **exit**: ``shutdown`` + ``exit`` end the process, timed.
 
 It knows LSP framing, the server's methods and ``/proc``; it knows nothing of the model.
@@ -56,7 +56,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTENT_MODIFIED, REQUEST_CANCELLED = -32801, -32800
 URI = "file:///tmp/unmask-soak/typed.py"
 TICK = os.sysconf("SC_CLK_TCK")
-IDLE_S = 3.0  # idle seconds before the baseline and after the storm (RSS, CPU): the server trims its heap after 1 s
+sys.path.insert(0, str(ROOT))
+from unmask.lsp.worker import ARENA_RELEASE_S  # noqa: E402
+
+# idle seconds before the baseline and after the storm (RSS, CPU): the server trims its heap after 1 s
+# and hands back the model runtime's unused arena after ARENA_RELEASE_S (the user stopped typing)
+IDLE_S = ARENA_RELEASE_S + 2.0
 
 
 @dataclass

@@ -14,12 +14,15 @@ stages: the model's backend is wrapped (:class:`TimedBackend`) so its forward pa
 timed apart from the engine's own work. :meth:`ModelWorker.token_counter` counts tokens with
 the model's tokenizer (a second instance, so the event loop never shares the engine's).
 
-The model thread hands free memory back to the OS (:meth:`ModelWorker.release_when_idle`) once it
-has been idle for :data:`IDLE_RELEASE_S` after some work: the runtime's unused arena regions (the
-backend's ``release_memory``, a one-token run), then glibc's free pages (``malloc_trim``); and the
-free pages alone every :data:`BUSY_RELEASE_S` between two jobs while it is busy. Every keystroke
-frees KV arrays of a new length, and a typing storm grew RSS by 40-80 MB that was free, not leaked
-(RELIABILITY.md, Typing storm). An idle release takes 10-70 ms, a trim 0-20 ms.
+The model thread hands free memory back to the OS (:meth:`ModelWorker.release_when_idle`): glibc's
+free pages (``malloc_trim``) once it has been idle for :data:`IDLE_RELEASE_S` after some work and
+every :data:`BUSY_RELEASE_S` between two jobs while it is busy; the runtime's unused arena regions
+too (the backend's ``release_memory``, a one-token run) once it has been idle for
+:data:`ARENA_RELEASE_S`. Every keystroke frees KV arrays of a new length, and a typing storm grew
+RSS by 40-80 MB that was free, not leaked (RELIABILITY.md, Typing storm). A trim takes about 3 ms
+and costs the next request nothing; an arena release takes about 20 ms and makes the next cold
+request about 6% slower while the arena grows again (``python bench/memory_release.py``), so it
+waits until the user has stopped typing, not for every pause between words.
 
 It knows the engine's public API and threads; it knows nothing about LSP, documents or
 versions.
@@ -47,8 +50,9 @@ from .timings import Trace
 
 log = logging.getLogger("unmask.lsp")
 
-IDLE_RELEASE_S = 1.0  # the model thread idle this long after work: free heap memory goes back to the OS
+IDLE_RELEASE_S = 1.0  # the model thread idle this long after work: glibc's free pages go back to the OS
 BUSY_RELEASE_S = 5.0  # and at most this long apart while it is busy (between two jobs)
+ARENA_RELEASE_S = 30.0  # idle this long: the runtime's unused arena regions too (the next request pays ~6%)
 
 
 @dataclass
@@ -140,7 +144,7 @@ class ModelWorker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-model")
         self._open: set[Future] = set()  # queued or running
         self._loop: asyncio.AbstractEventLoop | None = None  # where the idle release is timed (release_when_idle)
-        self._release_timer: asyncio.TimerHandle | None = None
+        self._release_timers: list[asyncio.TimerHandle] = []
         self._released_at = 0.0  # perf_counter of the last release
         self.releases = 0  # memory releases done
 
@@ -160,7 +164,7 @@ class ModelWorker:
         if self._loop is None or _malloc_trim is None:
             return
         if time.perf_counter() - self._released_at >= BUSY_RELEASE_S:  # busy for long: trim between jobs
-            self._submit_release(idle=False)
+            self._submit_release(arena=False)
         if not self._open:
             try:
                 self._loop.call_soon_threadsafe(self._arm_release)
@@ -169,34 +173,37 @@ class ModelWorker:
 
     def release_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         """From now on, return free heap memory to the OS once the model thread has been idle
-        :data:`IDLE_RELEASE_S` after work, and every :data:`BUSY_RELEASE_S` between jobs while it is busy
-        (the idle time is timed on ``loop``; nothing where libc has no ``malloc_trim``)."""
+        :data:`IDLE_RELEASE_S` after work, and every :data:`BUSY_RELEASE_S` between jobs while it is busy;
+        the runtime's arena regions too after :data:`ARENA_RELEASE_S` idle (the idle time is timed on
+        ``loop``; nothing where libc has no ``malloc_trim``)."""
         self._loop = loop
         self._released_at = time.perf_counter()
 
     def _arm_release(self) -> None:  # on the event loop: the last open work just finished
-        if self._release_timer is not None:
-            self._release_timer.cancel()
+        for timer in self._release_timers:
+            timer.cancel()
         assert self._loop is not None
-        self._release_timer = self._loop.call_later(IDLE_RELEASE_S, self._release_if_idle)
+        self._release_timers = [
+            self._loop.call_later(IDLE_RELEASE_S, self._release_if_idle, False),
+            self._loop.call_later(ARENA_RELEASE_S, self._release_if_idle, True),
+        ]
 
-    def _release_if_idle(self) -> None:  # on the event loop
-        self._release_timer = None
-        if not self._open:  # else work came meanwhile: its end re-arms the timer
-            self._submit_release(idle=True)
+    def _release_if_idle(self, arena: bool) -> None:  # on the event loop
+        if not self._open:  # else work came meanwhile: its end re-arms the timers
+            self._submit_release(arena)
 
-    def _submit_release(self, idle: bool) -> None:
+    def _submit_release(self, arena: bool) -> None:
         self._released_at = time.perf_counter()
         try:
-            self._pool.submit(self._release, idle)  # not open work: its end arms nothing
+            self._pool.submit(self._release, arena)  # not open work: its end arms nothing
         except RuntimeError:  # the pool is shut down
             pass
 
-    def _release(self, idle: bool) -> None:  # on the model thread, between jobs
-        """Idle: the runtime's unused arena regions back to malloc first (a one-token run); then trim the heap."""
+    def _release(self, arena: bool) -> None:  # on the model thread, between jobs
+        """With ``arena``, the runtime's unused arena regions go back to malloc first (a one-token run); then trim."""
         t = time.perf_counter()
         backend = getattr(self.engine, "backend", None)
-        if idle and hasattr(backend, "release_memory"):
+        if arena and hasattr(backend, "release_memory"):
             try:
                 backend.release_memory()
             except Exception as e:  # onnxruntime raises its own types; a failed release must not stop the thread
@@ -204,7 +211,7 @@ class ModelWorker:
         assert _malloc_trim is not None
         _malloc_trim(0)
         self.releases += 1
-        log.debug("returned free memory to the OS in %.0f ms (idle %s)", (time.perf_counter() - t) * 1e3, idle)
+        log.debug("returned free memory to the OS in %.0f ms (arena %s)", (time.perf_counter() - t) * 1e3, arena)
 
     @property
     def model_path(self) -> str:

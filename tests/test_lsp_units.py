@@ -198,9 +198,9 @@ def test_timings_ring():
 
 # -- memory ---------------------------------------------------------------------------------------
 def test_model_thread_returns_free_memory_when_idle_and_while_busy(monkeypatch):
-    """Once IDLE_RELEASE_S after the last work (none without work since), the backend's runtime memory and
-    the heap's free pages go back; between jobs, while the model thread stays busy for BUSY_RELEASE_S, the
-    heap's free pages only (RELIABILITY.md, Typing storm)."""
+    """IDLE_RELEASE_S after the last work the heap's free pages go back, ARENA_RELEASE_S after it the
+    backend's runtime arena too (none without work since); between jobs, while the model thread stays
+    busy for BUSY_RELEASE_S, the heap's free pages only (RELIABILITY.md, Typing storm)."""
     trims: list[int] = []
     shrinks: list[int] = []
 
@@ -211,24 +211,33 @@ def test_model_thread_returns_free_memory_when_idle_and_while_busy(monkeypatch):
 
     monkeypatch.setattr(worker, "_malloc_trim", lambda pad: trims.append(pad) or 1)
     monkeypatch.setattr(worker, "IDLE_RELEASE_S", 0.05)
+    monkeypatch.setattr(worker, "ARENA_RELEASE_S", 0.5)
     monkeypatch.setattr(worker, "BUSY_RELEASE_S", 60.0)
 
     async def run() -> None:
         w = worker.ModelWorker()
         w.engine = Engine()  # calls only: no model needed
         w.release_when_idle(asyncio.get_running_loop())
-        for _ in range(3):  # back to back: one release, after the last
+        for _ in range(3):  # back to back: one trim, after the last
             await asyncio.wrap_future(w.call(worker.Call(lambda eng: None)))
-        await asyncio.sleep(0.4)
-        assert (trims, w.releases, len(shrinks)) == ([0], 1, 1)
+        await asyncio.sleep(0.3)
+        assert (trims, w.releases, len(shrinks)) == ([0], 1, 0)  # a pause between words: the heap only
+        await asyncio.sleep(0.5)
+        assert (w.releases, len(shrinks)) == (2, 1)  # stopped typing: the runtime's arena too
+        await asyncio.sleep(0.6)
+        assert w.releases == 2  # idle without work: nothing more
+        await asyncio.wrap_future(w.call(worker.Call(lambda eng: None)))
         await asyncio.sleep(0.2)
-        assert w.releases == 1  # idle without work: nothing more
+        await asyncio.wrap_future(w.call(worker.Call(lambda eng: None)))  # work again before the arena timer
+        await asyncio.sleep(0.3)
+        assert len(shrinks) == 1  # the arena timer restarts with each piece of work
         monkeypatch.setattr(worker, "BUSY_RELEASE_S", 0.0)
+        before = w.releases
         futs = [w.call(worker.Call(lambda eng: time.sleep(0.01))) for _ in range(3)]
         await asyncio.wrap_future(futs[-1])
         await asyncio.sleep(0.2)
-        assert w.releases >= 1 + 3  # and one after each of the three (queued behind the work)
-        assert len(shrinks) <= 2  # the runtime's only when idle (once more after the three)
+        assert w.releases >= before + 3  # one after each of the three (queued behind the work)
+        assert len(shrinks) == 1  # the runtime's arena only after ARENA_RELEASE_S idle
         w.close()
 
     asyncio.run(run())
