@@ -78,5 +78,5 @@ def test_storm_server_exits_on_exit(storm):
 def test_storm_rss_growth_under_50_mb(storm):
     """From the baseline (after the warm-up storm, with a document that fills the model's window, so the bounded
     caches are full) to after the storm, both once the server has idled and returned its free memory (25 s:
-    +8 to +10 MB in three runs; 5 minutes: +41 MB, RELIABILITY.md)."""
+    +8 to +10 MB in three runs; 5 minutes: +35 MB, RELIABILITY.md)."""
     assert storm.rss_mb["after"] - storm.rss_mb["baseline"] < 50, storm.rss_mb
