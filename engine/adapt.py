@@ -397,7 +397,6 @@ class RowStream:
             left = a.row_len - len(lay)
             if left < 64:
                 break
-            sizes = pick_sizes(self.rng, a.views, self.weights)
             if self.edits and self.rng.random() < getattr(a, "edit_share", 0.0):
                 sizes = pick_sizes(self.rng, 1, self.edit_weights)
                 ex = self.edits[self.rng.randrange(len(self.edits))]
@@ -407,6 +406,7 @@ class RowStream:
                     self.rng.setstate(state)
                     return make_edit_hole(ex, tok, self.rng, room, a.max_mid, getattr(a, "edit_noop_share", 0.0))
             else:
+                sizes = pick_sizes(self.rng, a.views, self.weights)
                 text = self.sampler.sample()
                 lines = text.splitlines(keepends=True) or [text]
                 span = pick_span(lines, list(np.cumsum([0] + [len(x) for x in lines[:-1]])), self.rng)

@@ -179,7 +179,8 @@ class OnnxDecoder:
     def release_memory(self) -> None:
         """Hand the unused regions of ONNX Runtime's CPU memory arena back to malloc: a one-token run that
         shrinks the arena. The arena keeps every region it grew by (doubling: a 64 MB one came early in a
-        typing storm) until a run asks it to shrink (RELIABILITY.md, Typing storm). Takes 10-70 ms."""
+        typing storm) until a run asks it to shrink (RELIABILITY.md, Typing storm). Takes about 20 ms, and the
+        next cold request is about 6% slower while the arena grows again (``bench/memory_release.py``)."""
         import onnxruntime as ort
 
         opts = ort.RunOptions()

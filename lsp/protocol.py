@@ -123,7 +123,7 @@ class Stats:
     model_jobs: int = 0  # model jobs and calls queued or running on the model thread
     threads: int = 0  # the server's Python threads
     context_cache_mb: float = 0.0  # the engine's context KV caches (bounded: 96 MB in-process, least recently used out)
-    memory_releases: int = 0  # free heap memory returned to the OS after the model thread went idle (glibc only)
+    memory_releases: int = 0  # free memory returned to the OS by the model thread, idle or between jobs (glibc only)
 
 
 @attrs.define
