@@ -188,6 +188,9 @@ async def read_messages(stop: Event, reader: Any, protocol: Any, error_handler: 
         except ValueError:  # asyncio: a line over the stream's limit (dropped); read on
             log.warning("LSP framing: dropped a header line over the stream's limit")
             continue
+        except ConnectionError as e:  # a reset (RST) ends the session as EOF does
+            log.info("the client's connection ended (%s)", type(e).__name__)
+            break
         if not line:
             break
         if (m := _CONTENT_LENGTH.search(line)) is not None:
@@ -207,8 +210,12 @@ async def read_messages(stop: Event, reader: Any, protocol: Any, error_handler: 
         if length is None:  # a blank line with no Content-Length before it
             continue
         n, length = length, None
-        body = await reader.readexactly(n) if n else b""
-        if len(body) < n:  # EOF in the body
+        try:
+            body = await reader.readexactly(n) if n else b""
+        except (asyncio.IncompleteReadError, ConnectionError):  # EOF or a reset in the body
+            log.info("the client's connection ended in a message body")
+            break
+        if len(body) < n:  # EOF in the body (stdin's reader returns it short)
             break
         handle(protocol, body, error_handler)
 
@@ -388,8 +395,10 @@ def serve_tcp(server: Any, host: str, port: int, guard: Guard) -> None:
         busy = True
         log.info("client connected over TCP from %s", peer)
         server.protocol.set_writer(writer)
-        await read_messages(stop, _Replay(head, reader), server.protocol, server.report_server_error)
-        server.shutdown()
+        try:
+            await read_messages(stop, _Replay(head, reader), server.protocol, server.report_server_error)
+        finally:  # whatever ended the read, the one client is gone: so is the server
+            server.shutdown()
 
     _run(server, "tcp", lambda: asyncio.start_server(connection, host, port), host, guard)
 
@@ -416,8 +425,10 @@ def serve_ws(server: Any, host: str, port: int, guard: Guard) -> None:
         nonlocal busy
         busy = True
         log.info("client connected over WebSocket from %s", websocket.remote_address)
-        await read_websocket(stop, websocket, server.protocol, server.report_server_error)
-        server.shutdown()
+        try:
+            await read_websocket(stop, websocket, server.protocol, server.report_server_error)
+        finally:
+            server.shutdown()
 
     _run(server, "ws", lambda: serve(handler, host, port, process_request=check), host, guard)
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -200,7 +201,11 @@ def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, int, list[bytes
     pytest.fail("the server did not announce its address")
 
 
-def test_tcp_client_gone_mid_request_the_server_exits(tmp_path):
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_tcp_client_gone_mid_request_the_server_exits(tmp_path, how):
+    """The TCP client leaves while drafts stream: a clean close (FIN), or a reset (RST), which is what
+    a close with unread drafts in the client's buffer sends, and what a crashed client's kernel sends.
+    The reset ended the server's read with ConnectionResetError, past the shutdown: the server stayed up."""
     proc, port, err = start(tmp_path, "--tcp", "0")
     sock = socket.create_connection(("127.0.0.1", port))
     stream = sock.makefile("rb")
@@ -209,6 +214,8 @@ def test_tcp_client_gone_mid_request_the_server_exits(tmp_path):
     sock.sendall(b"".join(frame(m) for m in session_messages()))
     read_until(stream, "unmask/draft")
     kids = children(proc.pid)
+    if how == "reset":  # linger 0: close sends RST
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     t = time.monotonic()
     stream.close()  # the socket's file object holds it open too
     sock.close()
