@@ -248,7 +248,8 @@ async def test_event_loop_free_while_the_model_runs(client: LanguageClient):
     await asyncio.sleep(0.1)  # the model is busy with it now
     t0 = time.perf_counter()
     await stats(client)
-    assert (time.perf_counter() - t0) < 0.1 or fut.done()  # answered between denoising steps, not after
+    # answered between denoising steps (tens of ms), not after the 1.5 s run: 0.3 s leaves a loaded CI machine room
+    assert (time.perf_counter() - t0) < 0.3 or fut.done()
     await fut
 
 
