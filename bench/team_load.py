@@ -78,6 +78,8 @@ class Typist(threading.Thread):
         self.rng = random.Random(seed)
         self.until, self.warm_until, self.budget = until, warm_until, budget
         self.records: list[tuple[float, bool]] = []  # (latency ms, came back with text) after the warm-up
+        self.cache: list[tuple[int, int]] = []  # (context tokens reused, prefilled) per request after the warm-up
+        self.replicas: set[int] = set()  # the replicas (pids) that answered this typist
         self.doc = f"file:///typist{seed}.py"
 
     def run(self) -> None:
@@ -103,6 +105,9 @@ class Typist(threading.Thread):
             ms = (time.perf_counter() - t) * 1000
             if start >= self.warm_until:
                 self.records.append((ms, bool(drafts and drafts[-1].text.strip())))
+                if self.engine.last_cache and self.engine.last_engine:
+                    self.cache.append((self.engine.last_cache["reused"], self.engine.last_cache["prefilled"]))
+                    self.replicas.add(self.engine.last_engine.get("pid"))
             prev = cuts[k % len(cuts) - 1] if k % len(cuts) else 0
             time.sleep(max(0.05, (end - prev) * self.rng.uniform(0.08, 0.15)))  # typing the next word
             k += 1
@@ -115,17 +120,18 @@ def run_load(url: str, n: int, seconds: float, budget: float, seed: int, stats_u
     warm = t0 + min(3.0, seconds / 4)
     for t in typists:
         t.until, t.warm_until = t0 + seconds, warm
-    before = stats_url()
+    before = stats_url() if stats_url else None  # one replica's figures: pass None with several replicas
     for t in typists:
         t.start()
     for t in typists:
         t.join(seconds + 30)
-    after = stats_url()
+    after = stats_url() if stats_url else None
     recs = [r for t in typists for r in t.records]
     lat = [ms for ms, _ in recs]
     span = seconds - (warm - t0)
-    calls = after["figures"]["model_calls"] - before["figures"]["model_calls"]
-    batches = after["figures"]["batches"] - before["figures"]["batches"]
+    calls = after["figures"]["model_calls"] - before["figures"]["model_calls"] if after else 0
+    reused, prefilled = (sum(x) for x in zip(*[c for t in typists for c in t.cache])) if recs else (0, 0)
+    batches = after["figures"]["batches"] - before["figures"]["batches"] if after else 0
     return {
         "typists": n,
         "requests": len(recs),
@@ -134,7 +140,12 @@ def run_load(url: str, n: int, seconds: float, budget: float, seed: int, stats_u
         "p95_ms": round(float(np.percentile(lat, 95)), 1) if lat else None,
         "with_text": round(sum(ok for _, ok in recs) / len(recs), 3) if recs else None,
         "mean_batch": round(calls / batches, 2) if batches else None,
-        "queue_wait_p95_ms": after["figures"]["queue_wait_ms"]["p95"],
+        "queue_wait_p95_ms": after["figures"]["queue_wait_ms"]["p95"] if after else None,
+        "reused_share": round(reused / (reused + prefilled), 3) if reused + prefilled else None,
+        "prefilled_per_request": round(prefilled / len(recs), 1) if recs else None,
+        "replicas_per_typist": round(statistics.mean(len(t.replicas) for t in typists if t.replicas), 2)
+        if any(t.replicas for t in typists)
+        else None,
     }
 
 

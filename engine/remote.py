@@ -135,7 +135,8 @@ class RemoteEngine:
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _headers(self) -> dict:
-        h = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+        # x-session-id: Ray Serve's consistent-hash routing sends all of this daemon's requests to one replica
+        h = {"Content-Type": "application/json", "Accept": "application/x-ndjson", "X-Session-Id": self.user}
         if self._token:
             h["Authorization"] = f"Bearer {self._token}"
         return h

@@ -25,6 +25,12 @@ disconnected, and one older than twice its budget (the daemon has stopped waitin
 decoding call still queued for such a request is dropped, not run, so an overload drains (a
 prefill still runs: it is the document's cache for its next request).
 
+**Replicas.** With more than one replica, each user's requests go to one replica (consistent
+hashing of the ``X-Session-Id`` header, the user, by Ray Serve's ``ConsistentHashRouter``; the
+next replica on the ring only when that one is full): caches, newest-wins and the per-user cap
+are per replica, so they hold only if a user's requests stay on one. Adding or losing a replica
+moves about 1/N of the users. ``--routing load`` turns this off.
+
 **Protocol** (HTTP/JSON, ``/v1``; :mod:`.remote` is the client): ``GET /v1/info`` (model,
 window, tokenizer), ``GET /v1/health``, ``GET /v1/stats`` (our figures: requests, batch
 sizes, queue wait, steps per request, caches), ``POST /v1/complete`` (a stream of drafts,
@@ -442,7 +448,8 @@ class EngineCore:
                     yield json.dumps({"error": x}) + "\n"
                 else:
                     ms = (time.perf_counter() - t0) * 1000
-                    yield json.dumps({"end": True, "cache": x, "engine": {"ms": round(ms, 2), "steps": state["steps"]}})
+                    figures = {"ms": round(ms, 2), "steps": state["steps"], "pid": os.getpid()}  # pid: the replica
+                    yield json.dumps({"end": True, "cache": x, "engine": figures})
                     yield "\n"
                     break
         finally:
@@ -460,6 +467,7 @@ class EngineCore:
 def build_app(
     model: str | None = None,
     *,
+    affinity: bool = True,
     max_batch_size: int = DEFAULT_BATCH,
     batch_wait_ms: float = DEFAULT_WAIT_MS,
     cache_mb: float = 2048,
@@ -472,8 +480,13 @@ def build_app(
     gpus_per_replica: float = 0.0,
     device: str = "auto",
 ):
-    """The Ray Serve application (import Ray here only: the daemon never needs it)."""
+    """The Ray Serve application (import Ray here only: the daemon never needs it).
+
+    ``affinity``: each user's requests go to one replica, chosen by consistent hashing of the
+    ``x-session-id`` header the daemon sends (its user id), so a document's cache, newest-wins and the
+    per-user cap all live in one place; otherwise Serve's default (the less busy of two random replicas)."""
     from ray import serve
+    from ray.serve.config import RequestRouterConfig
     from starlette.requests import Request
     from starlette.responses import JSONResponse, StreamingResponse
 
@@ -526,6 +539,11 @@ def build_app(
             return JSONResponse({"error": f"no such endpoint: {request.method} {path}"}, status_code=404)
 
     opts: dict[str, Any] = {}
+    if affinity:
+        opts["request_router_config"] = RequestRouterConfig(
+            request_router_class="ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
+            request_router_kwargs={"num_fallback_replicas": 1},  # a replica at max_ongoing_requests: the next one
+        )
     if min_replicas is not None or max_replicas is not None:
         lo = min_replicas if min_replicas is not None else 1
         opts["autoscaling_config"] = {
@@ -562,6 +580,13 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--replicas", type=int, default=1, help="model replicas (default 1)")
     ap.add_argument("--min-replicas", type=int, help="autoscale: at least this many replicas")
     ap.add_argument("--max-replicas", type=int, help="autoscale: at most this many replicas")
+    ap.add_argument(
+        "--routing",
+        choices=["user", "load"],
+        default="user",
+        help="user (default): each daemon's requests go to one replica, where its documents' caches are; "
+        "load: to the less busy of two random replicas (caches miss across replicas)",
+    )
     ap.add_argument("--cpus-per-replica", type=float, default=1.0)
     ap.add_argument("--gpus-per-replica", type=float, help="default: 1 when Ray sees a GPU, else 0")
     ap.add_argument(
@@ -633,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.start(http_options={"host": args.host, "port": args.port})
     app = build_app(
         args.model,
+        affinity=args.routing == "user",
         max_batch_size=args.max_batch_size,
         batch_wait_ms=args.batch_wait_ms,
         cache_mb=args.cache_mb,

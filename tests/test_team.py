@@ -272,6 +272,11 @@ def test_engine_serve_refuses_a_network_address_without_a_token():
 @pytest.fixture(scope="module")
 def team():
     """``unmask engine serve`` on a free port, a local Ray instance, a token; its URL."""
+    yield from engine_serve("--batch-wait-ms", "5")
+
+
+def engine_serve(*args: str):
+    """Start ``unmask engine serve ARGS`` (a local Ray, a token), yield its URL, stop it (a fixture's body)."""
     try:
         import ray  # noqa: F401
         from ray import serve  # noqa: F401
@@ -280,7 +285,7 @@ def team():
     port = free_port()
     env = dict(os.environ, UNMASK_ENGINE_TOKEN=TOKEN, RAY_AUTH_MODE="disabled")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "unmask.lsp.cli", "engine", "serve", "--port", str(port), "--batch-wait-ms", "5"],
+        [sys.executable, "-m", "unmask.lsp.cli", "engine", "serve", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
