@@ -7,9 +7,9 @@ One process starts a local Ray instance and Ray Serve with two applications of t
 (:mod:`unmask.engine.team`), each of two replicas of the shipped model (one thread each):
 ``/user`` routes by the daemon's ``X-Session-Id`` (consistent hashing: a user's requests go to
 one replica), ``/load`` by Serve's default (the less busy of two random replicas). For each N,
-both run in turn with the same typists (bench/team_load.py's: each writes a region of a real
-file of this repository word by word, a single-line completion after each word, 250 ms
-budget).
+both run in turn (which one goes first alternates) with the same typists (bench/team_load.py's:
+each writes a region of a real file of this repository word by word, a single-line completion
+after each word, 250 ms budget).
 
 Reported per (N, routing): the share of context tokens that came from a replica's cache (the
 rest was prefilled), prefilled tokens per request, latency p50/p95, answers with text, and how
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
             eng = RemoteEngine(f"{base}/{routing}", user=f"warm-{i}")
             eng.warmup()
     rows = []
-    for n in [int(x) for x in args.typists.split(",")]:
-        for routing in ROUTINGS:
+    for i, n in enumerate(int(x) for x in args.typists.split(",")):
+        for routing in ROUTINGS if i % 2 == 0 else ROUTINGS[::-1]:  # each goes first in turn
             load = run_load(f"{base}/{routing}", n, args.seconds, args.budget_ms, args.seed + n, None)
             row = {"routing": routing, **load}
             for k in ("mean_batch", "queue_wait_p95_ms"):
