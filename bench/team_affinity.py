@@ -13,14 +13,18 @@ after each word, 250 ms budget).
 
 Reported per (N, routing): the share of context tokens that came from a replica's cache (the
 rest was prefilled), prefilled tokens per request, latency p50/p95, answers with text, and how
-many replicas answered each typist. Per-replica batching figures are not comparable here (the
-stats endpoint answers for one replica) and are left out. CPU flags are printed; pause other
+many replicas answered each typist; and, summed over both replicas (``/v1/stats`` asked as
+different users until each replica has answered), the requests the engine saw, how many a newer
+request of the same document superseded, how many expired (the daemon had stopped waiting), the
+model calls (batched decoding steps and prefills) and the prefills that ran alone (more than a few
+new tokens: they hold the model while they run). CPU flags are printed; pause other
 work (training) while it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import sys
 from pathlib import Path
@@ -30,6 +34,22 @@ from team_load import run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTINGS = ("user", "load")
+SUMMED = ("requests", "superseded", "cancelled", "expired", "model_calls", "prefills_alone", "dropped_calls")
+
+
+def replica_figures(port: int, prefix: str, replicas: int = 2) -> dict:
+    """The figures of every replica, summed (Serve routes ``/v1/stats`` to one replica: ask as different users
+    until each has answered)."""
+    seen: dict[int, dict] = {}
+    for i in range(200):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", f"{prefix}/v1/stats", headers={"X-Session-Id": f"stats-{i}"})
+        stats = json.loads(conn.getresponse().read())
+        conn.close()
+        seen[stats["pid"]] = stats["figures"]
+        if len(seen) == replicas:
+            break
+    return {k: sum(f[k] for f in seen.values()) for k in SUMMED}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,8 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for i, n in enumerate(int(x) for x in args.typists.split(",")):
         for routing in ROUTINGS if i % 2 == 0 else ROUTINGS[::-1]:  # each goes first in turn
+            before = replica_figures(args.port, f"/{routing}")
             load = run_load(f"{base}/{routing}", n, args.seconds, args.budget_ms, args.seed + n, None)
-            row = {"routing": routing, **load}
+            after = replica_figures(args.port, f"/{routing}")
+            row = {"routing": routing, **load, **{f"engine_{k}": after[k] - before[k] for k in SUMMED}}
             for k in ("mean_batch", "queue_wait_p95_ms"):
                 row.pop(k)
             rows.append(row)
@@ -79,12 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     Path(args.json).write_text(json.dumps(result, indent=1))
     print("\n| typists | routing | context from cache | prefilled/request | p50 ms | p95 ms | with text |", end="")
-    print(" replicas/typist |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(" replicas/typist | engine requests | superseded | expired | model calls | prefills alone |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
             f"| {r['typists']} | {r['routing']} | {r['reused_share']:.0%} | {r['prefilled_per_request']} | "
-            f"{r['p50_ms']} | {r['p95_ms']} | {r['with_text']:.0%} | {r['replicas_per_typist']} |"
+            f"{r['p50_ms']} | {r['p95_ms']} | {r['with_text']:.0%} | {r['replicas_per_typist']} | "
+            f"{r['engine_requests']} | {r['engine_superseded']} | {r['engine_expired']} | {r['engine_model_calls']} | "
+            f"{r['engine_prefills_alone']} |"
         )
 
 
