@@ -39,6 +39,7 @@ import contextvars
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import sys
 import threading
@@ -437,7 +438,14 @@ class UnmaskServer(LanguageServer):
             )
         loop = asyncio.get_running_loop()
         reporter = _IndexProgress(self, token, os.path.realpath(root))
-        if self.repo.add_root(root, lambda *a: loop.call_soon_threadsafe(reporter, *a)) is None and token:
+
+        def report(*a: Any) -> None:  # on the index's thread, which may outlive the loop (the client left)
+            try:
+                loop.call_soon_threadsafe(reporter, *a)
+            except RuntimeError:  # the event loop is closed: nobody to report to
+                pass
+
+        if self.repo.add_root(root, report) is None and token:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="not indexed"))
 
     async def watch_files(self) -> None:
@@ -839,6 +847,15 @@ def finish(server: UnmaskServer, code: int) -> None:
     for p in multiprocessing.active_children():  # the index's worker processes, should they still run
         p.terminate()
         p.join(0.5)
+    # What a normal exit would do first: multiprocessing's finalizers of priority >= 0 unlink the worker pool's
+    # semaphores (else Python's resource tracker warns of "leaked semaphore objects" on stderr). Not the
+    # lower-priority ones: they join queue feeder threads, which can block on a pipe no worker reads.
+    run_finalizers = getattr(multiprocessing.util, "_run_finalizers", None)
+    if run_finalizers is not None:
+        try:
+            run_finalizers(0)
+        except Exception:  # noqa: BLE001 - exiting regardless
+            log.debug("multiprocessing finalizers failed", exc_info=True)
     log.info("exiting (status %d)", code)
     logging.shutdown()
     sys.stderr.flush()

@@ -169,6 +169,39 @@ def test_stdio_client_gone_mid_request_the_server_exits(tmp_path, how):
     no_traceback(b"".join(err))
 
 
+def test_client_gone_while_the_workspace_is_indexed_leaves_no_warning(tmp_path):
+    """The client leaves while the index's worker processes are busy with a 3,000-file workspace: the
+    server exits within 2 s, with its workers, and prints nothing (Python's resource tracker warned of
+    "leaked semaphore objects": the process ended before the worker pool's semaphores were unlinked)."""
+    ws = tmp_path / "big"
+    ws.mkdir()
+    body = "".join(f"def f{j}(x):\n    return x + {j}\n" for j in range(50))
+    for i in range(3000):
+        (ws / f"m{i}.py").write_text(body)
+    proc = subprocess.Popen(
+        [*SERVE, "--log-file", str(tmp_path / "lsp.log")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(frame(initialize(ws)))
+    proc.stdin.flush()
+    read_until(proc.stdout, "init")
+    proc.stdin.write(frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not children(proc.pid) and time.monotonic() < deadline:  # the index has started its processes
+        time.sleep(0.05)
+    time.sleep(3)  # its worker pool is busy (the warning came from 3 s on, here)
+    kids = children(proc.pid)
+    t = time.monotonic()
+    proc.stdin.close()
+    wait_exit(proc, t, kids)
+    time.sleep(0.5)  # the resource tracker (a child of the server, gone with it) warned after the exit
+    err = proc.stderr.read().decode("utf-8", "replace")
+    assert "leaked" not in err and "Traceback" not in err, err[-3000:]
+
+
 def test_shutdown_before_the_model_loaded_is_clean(tmp_path):
     """``shutdown`` and ``exit`` right after ``initialize``, while the model is still loading: exit status 0
     within 2 s, and no "Event loop is closed" traceback (the model load's callback ran on a closed loop)."""
