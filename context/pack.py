@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..engine.anchor import stable_start
 from .document import EditRecord, ParsedDocument
 from .index import WorkspaceIndex
 from .sources import SOURCES, Piece, Request
@@ -122,7 +123,8 @@ def _fit(lines: list[str], budget: int, count: Callable[[str], int], from_end: b
             return text
         if keep == 1:  # the line at the cursor alone is too long: cut it by characters
             room = max(0, len(text) * budget // max(real, 1))
-            return text[len(text) - room :] if from_end else text[:room]
+            # before the cursor: at an anchor that typing does not move, so the model's cached context holds
+            return text[stable_start(text, len(text) - room) :] if from_end else text[:room]
         target = max(1, target * budget // real - 1)
     return ""
 

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .anchor import stable_start
 from .base import BasePin, cache_dir, fetch_base, read_gguf, tokenizer_json
 from .infill import BLOCK_BUCKET, LINE_BUCKET, InfillDraft
 from .runtime import ModelError, ModelInfo
@@ -384,7 +385,7 @@ class CausalEngine:
         if len(p_ids) > keep:  # cut on the left at a line start, so the cut stays put while typing
             cut = len(before) - len(self.tok.decode(p_ids[-keep:]))
             nl = before.find("\n", cut)
-            before = before[nl + 1 :] if nl >= 0 else before[cut:]
+            before = before[nl + 1 :] if nl >= 0 else before[stable_start(before, cut) :]  # one long line
             p_ids = self.tok.encode(before)[-keep:]
         heal = b""
         if p_ids:

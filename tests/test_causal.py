@@ -59,6 +59,22 @@ def test_typing_reuses_the_context_cache(eng):
     assert after["prefilled_tokens"] - before["prefilled_tokens"] <= 3  # only the new tokens are prefilled
 
 
+def test_typing_at_the_end_of_a_line_longer_than_the_window_reuses_the_cache(eng):
+    """Minified code: no line start to cut the window at. The cut counted back from the end moved with
+    every keystroke, so each one prefilled the whole window again (about a second on 2 cores); it now
+    sits at a content-defined anchor, and a keystroke prefills a few tokens (one in ~128 characters
+    typed moves it past an anchor: at most one of the 6 keystrokes may prefill more)."""
+    rng = __import__("random").Random(1)
+    line = ";".join(f"v{rng.randrange(10**4)}=f{rng.randrange(999)}(a,{rng.randrange(10**6)})" for _ in range(900))
+    eng.infill(line, "\n", one_line=True, cache="minified")
+    prefilled = []
+    for k in range(1, 7):
+        before = eng.stats.as_dict()["prefilled_tokens"]
+        eng.infill(line + "+x1y2z3"[:k], "\n", one_line=True, cache="minified")
+        prefilled.append(eng.stats.as_dict()["prefilled_tokens"] - before)
+    assert sum(n > 8 for n in prefilled) <= 1, prefilled
+
+
 def test_deadline_returns_the_draft_so_far(eng):
     d = eng.infill("def f(x):\n", "", bucket=64, budget_ms=1)
     # past the deadline from the start: decoding stops at the first token with text in it

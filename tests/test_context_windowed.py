@@ -79,6 +79,31 @@ def test_a_minified_line_is_read_only_near_the_cursor(tmp_path: Path):
     ix.close()
 
 
+def minified_line(n: int, seed: int = 0) -> str:
+    """``n`` characters of JavaScript on one line that do not repeat (a bundler's output, roughly)."""
+    rng = random.Random(seed)
+    out, size = [], 0
+    while size < n:
+        s = f"v{rng.randrange(10**4)}=f{rng.randrange(999)}(a{rng.randrange(99)},{rng.randrange(10**6)})"
+        out.append(s)
+        size += len(s) + 1
+    return ";".join(out)[:n]
+
+
+@pytest.mark.parametrize("text", [minified_line(60_000), MINIFIED[:60_000]], ids=["bundle", "repeating"])
+def test_the_prefix_of_one_long_line_starts_in_place_while_typing(text: str):
+    """Typing at the end of a line longer than the window: the prefix's start stays put (at a content-
+    defined anchor: engine/anchor.py), so the model's cached context holds. Counted back from the cursor,
+    it moved with every keystroke (20 starts for 20 keystrokes) and each one prefilled the whole window."""
+    starts = set()
+    for k in range(20):
+        typed = text + "q" * k
+        res = gather_context(ParsedDocument(typed, None), 0, len(typed))
+        assert res.prefix.text and typed.endswith(res.prefix.text)
+        starts.add(len(typed) - len(res.prefix.text))
+    assert len(starts) <= 2, sorted(starts)
+
+
 def test_a_header_in_minified_code_is_its_own_signature():
     src = "var a=1;" * 1000 + "function target(x, y){return x+y}"
     doc = ParsedDocument(src, "javascript")
