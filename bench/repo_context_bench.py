@@ -10,7 +10,9 @@ whole (single-line infill) and completed with the context packer:
 
 * ``full``: every context source;
 * ``none``: prefix and suffix only (no cross-file snippets);
-* ``-<source>``: every source but one (ablation).
+* ``-<source>``: every source but one (ablation);
+* with ``--cuts``, only ``full``, twice: the window's start at an anchor line (engine/anchor.py, the
+  product) and at the first line start that fits (before it).
 
 Reports exact match and mean character similarity per condition. Caveat: the standard
 library is in the training corpus, so absolute numbers are optimistic; the comparison
@@ -28,9 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from window_start import first_line_start  # the cut before anchor lines (bench/ is on sys.path)
 
+import unmask.context.pack as pack
+import unmask.engine.causal as causal
 from unmask.context import ContextConfig, IndexConfig, ParsedDocument, WorkspaceIndex, gather_context
 from unmask.context.pack import ALL_SOURCES
+from unmask.engine.anchor import stable_line_start
 from unmask.engine.infill import LINE_BUCKET, Engine
 from unmask.engine.runtime import backend_config
 
@@ -76,6 +82,11 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument(
+        "--cuts",
+        action="store_true",
+        help="compare the window's start at anchor lines (engine/anchor.py) with the first line start that fits",
+    )
     args = ap.parse_args()
     t = time.perf_counter()
     index = WorkspaceIndex(args.root, IndexConfig(workers=2))
@@ -88,6 +99,8 @@ def main() -> None:
     conditions = {"full": ContextConfig(), "none": ContextConfig().without(*cross_file)}
     for src in cross_file:
         conditions[f"-{src}"] = ContextConfig().without(src)
+    if args.cuts:
+        conditions = {"full, anchored cut": ContextConfig(), "full, first line that fits": ContextConfig()}
     results = {k: ([], []) for k in conditions}
     for rel, i, _name in items:
         path = index.abspath(rel)
@@ -95,6 +108,8 @@ def main() -> None:
         answer = lines[i]
         doc = ParsedDocument("".join(lines[:i] + lines[i + 1 :]), "python", path)
         for cname, cfg in conditions.items():
+            old_cut = "first line that fits" in cname  # the cut before engine/anchor.py: no anchor lines
+            pack.stable_line_start = causal.stable_line_start = first_line_start if old_cut else stable_line_start
             res = gather_context(doc, i, 0, index=index, config=cfg, count_tokens=count)
             pieces, _ = res.engine_pieces()
             d = eng.infill(pieces[0], pieces[1], bucket=LINE_BUCKET, steps=args.steps, one_line=True)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..engine.anchor import stable_start
+from ..engine.anchor import stable_line_start, stable_start
 from .document import EditRecord, ParsedDocument
 from .index import WorkspaceIndex
 from .sources import SOURCES, Piece, Request
@@ -120,6 +120,8 @@ def _fit(lines: list[str], budget: int, count: Callable[[str], int], from_end: b
         text = "\n".join(kept)
         real = count(text)
         if real <= budget:
+            if from_end and 1 < keep < len(order):  # cut: at an anchor line, which typing below it does not move
+                text = text[stable_line_start(text, 0) or 0 :]
             return text
         if keep == 1:  # the line at the cursor alone is too long: cut it by characters
             room = max(0, len(text) * budget // max(real, 1))

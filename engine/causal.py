@@ -52,13 +52,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .anchor import stable_start
+from .anchor import stable_line_start, stable_start
 from .base import BasePin, cache_dir, fetch_base, read_gguf, tokenizer_json
 from .infill import BLOCK_BUCKET, LINE_BUCKET, InfillDraft
 from .runtime import ModelError, ModelInfo
 from .tokenizer import Specials, Tokenizer
 
 NEG = -1e9
+# the window keeps room for this many hole slots whatever the bucket, so the context's cut (and its cache)
+# does not change when a span's bucket does (a line's first keystrokes: 64, then 32, 16); lsp/repo.py sizes
+# the context the same way (CONTEXT_SLOTS)
+ROOM_SLOTS = BLOCK_BUCKET
 # a next-edit proposal's confidence is 1 - exp(-gain / scale), gain = log P(proposal) - log P(text there
 # now), nats: at scale 3 the default gate (0.75) asks for 4.2 nats. At scale 1 (gate at 1.4 nats) the
 # untrained base's proposals on shared/eval/nes were all wrong (21 hunks, 0 right, 15 no-op cases spoken).
@@ -382,10 +386,10 @@ class CausalEngine:
             h_ids = self.tok.encode(suffix_as_comments(after, comment, max_lines=3))[: room // 3]
         p_ids = self.tok.encode(before)
         keep = room - len(h_ids)
-        if len(p_ids) > keep:  # cut on the left at a line start, so the cut stays put while typing
+        if len(p_ids) > keep:  # cut on the left where typing does not move the cut (engine/anchor.py)
             cut = len(before) - len(self.tok.decode(p_ids[-keep:]))
-            nl = before.find("\n", cut)
-            before = before[nl + 1 :] if nl >= 0 else before[stable_start(before, cut) :]  # one long line
+            at = stable_line_start(before, cut)  # an anchor line: typing below it does not move it
+            before = before[at:] if at is not None else before[stable_start(before, cut) :]  # else one long line
             p_ids = self.tok.encode(before)[-keep:]
         heal = b""
         if p_ids:
@@ -484,7 +488,8 @@ class CausalEngine:
         block in ``block_steps`` steps), a control token only at the leftmost open slot, healed
         bytes left to right. A finished block is run once more to extend the cache.
         """
-        ids, heal = self._context(before, after if suffix else "", room or self.window - max_new - 1, comment)
+        room = room or self.window - max(max_new, ROOM_SLOTS) - 1
+        ids, heal = self._context(before, after if suffix else "", room, comment)
         logits, past = self._prefill(ids)
         enc_ms = (time.perf_counter() - t0) * 1000
         pos = len(ids)

@@ -39,6 +39,7 @@ from unmask.context import (
     language_for_id,
 )
 from unmask.context.index import is_secret
+from unmask.engine.infill import BLOCK_BUCKET
 
 log = logging.getLogger("unmask.lsp")
 
@@ -46,6 +47,16 @@ MAX_PARSE_BYTES = 1_000_000  # larger open documents get no syntax tree (a first
 MAX_INDEX_FILES = 10_000  # per workspace root (~28 KB of index per file)
 MAX_OPEN_DOCS = 16  # other open documents offered to the ``open`` and ``recent`` sources
 BUDGET_MARGIN = 4  # tokens kept free: snippets and prefix go to the engine as one text, tokenized once
+# The window keeps room for this many hole slots whatever the span's bucket, so the context does not change
+# when the bucket does: a line's first keystrokes move it from a block (64) to a line (32, then 16), and a
+# context sized by the bucket was prefilled again at each (bench/window_start.py). Engine: causal.ROOM_SLOTS.
+CONTEXT_SLOTS = BLOCK_BUCKET
+
+
+def context_budget(window: int, bucket: int) -> int:
+    """Context tokens for a hole of ``bucket`` slots in a ``window``-token model."""
+    return window - 1 - max(bucket, CONTEXT_SLOTS) - BUDGET_MARGIN
+
 
 Progress = Callable[[int, int, str], None]
 
@@ -230,7 +241,7 @@ class RepoContext:
             (u for u in self.docs if u != uri and not self.private(self.docs[u].path)),
             key=lambda u: -self._used.get(u, 0.0),
         )
-        budget = window - 1 - span.bucket - BUDGET_MARGIN if window else None
+        budget = context_budget(window, span.bucket) if window else None
         cfg = ContextConfig(budget=budget, sources=frozenset({"prefix", "suffix", *sources}))
         return gather_context(
             doc,
