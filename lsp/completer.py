@@ -28,6 +28,7 @@ transports (the server converts with :mod:`unmask.lsp.convert`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -214,6 +215,14 @@ class Completer:
         if span.suppress_reason is not None and not req.invoked:
             self.stats.suppressed += 1
             return Outcome(None, None, span.suppress_reason)
+        loading = self.worker.loading
+        if self.worker.window is None and loading is not None and not loading.done():
+            # the model is still loading: the job would wait for it anyway, and the context must be packed for
+            # its window and counted with its tokenizer (before, the first requests got a default-sized context)
+            with contextlib.suppress(Exception):  # a failed load: the job reports it
+                await asyncio.wrap_future(loading)
+            if self._latest.get(req.uri, 0) > req.seq:
+                raise Superseded()
         pieces, buckets = self._pieces(req, s, span, tr)
         job = Job(
             pieces,

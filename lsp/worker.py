@@ -141,6 +141,7 @@ class ModelWorker:
         self.error: str | None = "the model is still loading"
         self.model_calls = 0
         self._counter: Callable[[str], int] | None = None
+        self.loading: Future[str] | None = None  # the latest model load
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-model")
         self._open: set[Future] = set()  # queued or running
         self._loop: asyncio.AbstractEventLoop | None = None  # where the idle release is timed (release_when_idle)
@@ -222,7 +223,8 @@ class ModelWorker:
 
         The future fails with :class:`ModelError`; the previous model, if any, stays in use.
         """
-        return self._submit(self._load, path)
+        self.loading = self._submit(self._load, path)
+        return self.loading
 
     def _load(self, path: str | None) -> str:
         cfg = dict(self.backend)

@@ -6,6 +6,7 @@ that the server's parsed copy of a document follows didChange exactly, and the s
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 from pathlib import Path
@@ -279,6 +280,39 @@ async def test_stage_timings(ws: LanguageClient):
     assert len(got["requests"]) == 1
 
 
+REAL = Path(__file__).parent / "fixtures" / "real" / "sources.py.txt"  # a real 356-line module
+
+
+@ASYNC
+@pytest.mark.parametrize("sources", [[], None], ids=["packed prefix and suffix", "bare document"])
+async def test_typing_a_new_line_keeps_the_models_cached_context(ws: LanguageClient, sources):
+    """A new line typed at line 300 of a real 356-line module, an automatic completion on arriving there
+    and after each keystroke: no keystroke's completion prefills more than a few tokens (each adds one
+    or two; the rest comes from the model's cache). Before, the
+    context was sized by the span's bucket (a new line's first keystrokes take it from 64 slots to 32 and
+    16) and cut at the first line that fit: it moved 2-4 times per typed line, and each move prefilled
+    the whole window again (~400 tokens, ~300 ms on 2 cores). Both ways the server cuts are checked: the
+    context packer (prefix and suffix, no snippets: they may change as names are typed) and, with
+    context off, the engine's own cut of the bare document."""
+    await configure(ws, context={"enabled": True, "sources": sources} if sources is not None else {"enabled": False})
+    lines = REAL.read_text().split("\n")
+    text = "\n".join(lines[:300]) + "\n\n" + "\n".join(lines[300:])
+    uri = open_doc(ws, ws.root / f"typing_{sources is None}.py", text)
+    ed = Editor(ws, uri, text)
+    at = len("\n".join(lines[:300])) + 1  # the new, empty line 300
+    typed = "    merged = sorted(set(names) | set(extra))"
+    await complete(ws, uri, 300, 0, invoked=False, msg_id=f"newline-{sources is None}")  # arriving on the line
+    prefilled = []
+    for k, ch in enumerate(typed):
+        ed.replace(at + k, at + k, ch)
+        await complete(ws, uri, 300, k + 1, invoked=False, msg_id=f"newline-{sources is None}-{k}")
+        cache = (await timing(ws, f"newline-{sources is None}-{k}")).get("cache")
+        if cache is not None:  # None: answered without the model (typed through the suggestion)
+            prefilled.append(cache["prefilled"])
+    await configure(ws)
+    assert len(prefilled) >= 10 and max(prefilled) <= 16, prefilled
+
+
 EDITS_TEXT = '''import os
 
 
@@ -399,6 +433,29 @@ async def test_server_without_a_root_folder(tmp_path):
         assert (await timing(client, "plain"))["outcome"] in ("items", "empty")
         got = await request(client, ext.DOCUMENT, {"textDocument": {"uri": plain}})
         assert got["language"] is None and got["tree"] is None
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_completion_asked_while_the_model_loads_is_packed_for_its_window(tmp_path):
+    """The first request, sent right after initialize while the model is still loading: its context is
+    packed for the model's window with the model's tokenizer once the load is done. Before, it was packed
+    at once for a default window (384 tokens, the model has 512) with an approximate token count, and its
+    prefix came out empty."""
+    from unmask.lsp.repo import context_budget
+
+    client = await start(tmp_path, None)
+    try:
+        uri = open_doc(client, "untitled:Untitled-1", MAIN)
+        await complete(client, uri, *CURSOR, msg_id="while-loading")
+        t = await timing(client, "while-loading")
+        ctx = t["context"]
+        model_json = Path(__file__).parent.parent / "engine" / "models" / "default" / "model.json"
+        window = json.loads(model_json.read_text())["window"]
+        assert ctx["budget"] == context_budget(window, ctx["bucket"]), ctx
+        assert ctx["pieces"][0]["source"] == "prefix" and ctx["pieces"][0]["tokens"] > 10, ctx
     finally:
         await client.shutdown_session()
         await client.stop()
