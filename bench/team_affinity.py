@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from cpuinfo import cpu_flags  # bench/ is on sys.path when a bench script runs
-from team_load import run_load
+from team_load import run_load, start_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTINGS = ("user", "load")
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     from unmask.engine.team import build_app
 
     print(f"cpu flags: {cpu_flags()}; typists {args.typists}; {args.seconds} s each", flush=True)
-    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20)
-    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    base = f"http://127.0.0.1:{args.port}"
+    base = start_serve(args.port)
     for routing in ROUTINGS:
         app = build_app(None, affinity=routing == "user", threads=1, replicas=2, cpus_per_replica=0.25)
         serve.run(app, name=routing, route_prefix=f"/{routing}")

@@ -211,6 +211,16 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def start_serve(port: int) -> str:
+    """A local Ray instance and Ray Serve's HTTP proxy on loopback ``port``; the base URL."""
+    import ray
+    from ray import serve
+
+    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return f"http://127.0.0.1:{port}"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--typists", default="1,8,32,128")
@@ -233,9 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     from unmask.engine.team import build_app
 
     print(f"cpu flags: {cpu_flags()}; typists {args.typists}; {args.seconds} s each", flush=True)
-    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20)
-    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    base = f"http://127.0.0.1:{args.port}"
+    base = start_serve(args.port)
     for mode, size in (("on", args.max_batch_size), ("off", 1)):
         app = build_app(
             None, max_batch_size=size, batch_wait_ms=args.batch_wait_ms, threads=args.threads, cpus_per_replica=0.5
