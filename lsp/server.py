@@ -726,6 +726,30 @@ def setup_logging(server: UnmaskServer, log_file: str | None, level: str) -> Pat
     return path
 
 
+def quiet_resource_tracker(log_path: Path | None) -> None:
+    """Start multiprocessing's resource tracker (the index's worker pool uses it) with the log file, or nothing,
+    as its stderr. It inherits stderr, which editors show: when the client leaves while the index's workers
+    run, its "leaked semaphore objects" warnings (it unlinks them itself) could reach the editor after ours
+    had ended (`finish` unlinks what it can first; a race with the pool's own shutdown left one now and then).
+    """
+    from multiprocessing import resource_tracker
+
+    try:
+        target = open(log_path, "ab") if log_path else open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    except OSError:
+        return
+    saved = os.dup(2)
+    try:
+        os.dup2(target.fileno(), 2)
+        resource_tracker.ensure_running()
+    except Exception:  # noqa: BLE001 - then the pool starts it later, with stderr
+        log.debug("could not start the resource tracker early", exc_info=True)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        target.close()
+
+
 # -- entry point ------------------------------------------------------------------------------
 def _address(value: str) -> tuple[str | None, int]:
     """``[HOST:]PORT`` -> (HOST or None, PORT); an IPv6 host in brackets: ``[::1]:2087``."""
@@ -815,6 +839,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         worker.backend = server.engine_backend(server.settings)
     path = setup_logging(server, args.log_file, args.log_level)
+    quiet_resource_tracker(path)
     log.info("unmask %s serving (pid %d), log file %s", __version__, os.getpid(), path)
     server.watch_load(worker.load(args.model))  # at start, on the model thread, while the client connects
     code = 0
