@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         line_cut, long_cut, slots = modes[mode]
         pack.stable_line_start = causal.stable_line_start = line_cut
         pack.stable_start = causal.stable_start = long_cut
-        repo.CONTEXT_SLOTS = causal.ROOM_SLOTS = slots
+        repo.ROOM_SLOTS = causal.ROOM_SLOTS = slots  # both modules' names for engine.infill.ROOM_SLOTS
 
     samples: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in range(args.rounds):

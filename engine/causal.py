@@ -54,15 +54,11 @@ import numpy as np
 
 from .anchor import stable_line_start, stable_start
 from .base import BasePin, cache_dir, fetch_base, read_gguf, tokenizer_json
-from .infill import BLOCK_BUCKET, LINE_BUCKET, InfillDraft
+from .infill import BLOCK_BUCKET, LINE_BUCKET, ROOM_SLOTS, InfillDraft
 from .runtime import ModelError, ModelInfo
 from .tokenizer import Specials, Tokenizer
 
 NEG = -1e9
-# the window keeps room for this many hole slots whatever the bucket, so the context's cut (and its cache)
-# does not change when a span's bucket does (a line's first keystrokes: 64, then 32, 16); lsp/repo.py sizes
-# the context the same way (CONTEXT_SLOTS)
-ROOM_SLOTS = BLOCK_BUCKET
 # a next-edit proposal's confidence is 1 - exp(-gain / scale), gain = log P(proposal) - log P(text there
 # now), nats: at scale 3 the default gate (0.75) asks for 4.2 nats. At scale 1 (gate at 1.4 nats) the
 # untrained base's proposals on shared/eval/nes were all wrong (21 hunks, 0 right, 15 no-op cases spoken).

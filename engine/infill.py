@@ -31,6 +31,11 @@ from .tokenizer import Tokenizer
 
 LINE_BUCKET = 32  # a rest-of-line / single-line completion
 BLOCK_BUCKET = 64  # a multi-line completion
+# The window keeps room for this many hole slots whatever a hole's bucket, so the context (its cut, and the
+# model's cache of it) does not change when the bucket does: a new line's first keystrokes take it from a block
+# (64) to a line (32, then 16), and a context sized by the bucket was prefilled again at each
+# (bench/window_start.py). The causal engine's room and the daemon's context budget (lsp/repo.py) both use it.
+ROOM_SLOTS = BLOCK_BUCKET
 DEFAULT_BLOCK: int | None = None  # semi-autoregressive window (see sampler); chosen by bench/decode_study.py
 
 

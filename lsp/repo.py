@@ -39,7 +39,7 @@ from unmask.context import (
     language_for_id,
 )
 from unmask.context.index import is_secret
-from unmask.engine.infill import BLOCK_BUCKET
+from unmask.engine.infill import ROOM_SLOTS
 
 log = logging.getLogger("unmask.lsp")
 
@@ -47,15 +47,12 @@ MAX_PARSE_BYTES = 1_000_000  # larger open documents get no syntax tree (a first
 MAX_INDEX_FILES = 10_000  # per workspace root (~28 KB of index per file)
 MAX_OPEN_DOCS = 16  # other open documents offered to the ``open`` and ``recent`` sources
 BUDGET_MARGIN = 4  # tokens kept free: snippets and prefix go to the engine as one text, tokenized once
-# The window keeps room for this many hole slots whatever the span's bucket, so the context does not change
-# when the bucket does: a line's first keystrokes move it from a block (64) to a line (32, then 16), and a
-# context sized by the bucket was prefilled again at each (bench/window_start.py). Engine: causal.ROOM_SLOTS.
-CONTEXT_SLOTS = BLOCK_BUCKET
 
 
 def context_budget(window: int, bucket: int) -> int:
-    """Context tokens for a hole of ``bucket`` slots in a ``window``-token model."""
-    return window - 1 - max(bucket, CONTEXT_SLOTS) - BUDGET_MARGIN
+    """Context tokens for a hole of ``bucket`` slots in a ``window``-token model (room for at least
+    ``ROOM_SLOTS``, as the engine keeps: the context does not change with the bucket)."""
+    return window - 1 - max(bucket, ROOM_SLOTS) - BUDGET_MARGIN
 
 
 Progress = Callable[[int, int, str], None]
